@@ -1,0 +1,62 @@
+"""storefront-jobs: priority lanes, retry tables and a dead-letter queue for Celery on Redis.
+
+``storefront_jobs.app`` is the default Celery app, built from the environment
+on first use, so ``celery -A storefront_jobs worker`` works as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storefront_jobs.application import StorefrontCelery, create_app, get_default_app
+from storefront_jobs.errors import (
+    BrokerUnavailableError,
+    ConfigurationError,
+    EnqueueError,
+    PayloadError,
+    PermanentFailure,
+    QueueOverflowError,
+    StorefrontJobsError,
+)
+from storefront_jobs.failures import FailureReason, JobFailure
+from storefront_jobs.priorities import Priority
+from storefront_jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s
+from storefront_jobs.settings import Settings, get_settings, load_settings
+from storefront_jobs.signals import job_exhausted
+from storefront_jobs.task import PriorityTask, priority_task
+from storefront_jobs.tenancy import current_tenant, tenant
+
+__all__ = [
+    "DEFAULT_RETRY_POLICIES",
+    "BrokerUnavailableError",
+    "ConfigurationError",
+    "EnqueueError",
+    "FailureReason",
+    "JobFailure",
+    "PayloadError",
+    "PermanentFailure",
+    "Priority",
+    "PriorityTask",
+    "QueueOverflowError",
+    "RetryPolicy",
+    "Settings",
+    "StorefrontCelery",
+    "StorefrontJobsError",
+    "countdown_s",
+    "create_app",
+    "current_tenant",
+    "get_default_app",
+    "get_settings",
+    "job_exhausted",
+    "load_settings",
+    "priority_task",
+    "tenant",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built lazily so that importing the package reads no settings
+    # and opens no connection; Celery's `-A storefront_jobs` finds it here.
+    if name == "app":
+        return get_default_app()
+    raise AttributeError(f"module 'storefront_jobs' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from storefront_jobs.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""The Celery app: lanes, transport options and worker defaults that make priority real.
+
+:func:`create_app` is the only place that writes ``app.conf``. Every process
+(producer, worker, Flower, CLI) builds its app here from the same settings,
+so the transport options that are part of the wire format (``sep``,
+``priority_steps``) and the visibility timeout agree everywhere: any consumer
+restores unacknowledged messages older than *its own* timeout, so one process
+with a shorter value would redeliver everybody's long jobs.
+
+Choices, and why:
+
+* **Lanes sorted by name** (``p0.critical`` < ... < ``p4.bulk``) with kombu's
+  ``sorted`` queue-order strategy: a worker polls its lanes highest first
+  whatever the ``-Q`` order, and a lane cancelled and consumed again (pause,
+  resume) keeps its place, which the ``priority`` strategy does not.
+* **Late ack + prefetch 1 + disabled prefetch** by default: a worker holds no
+  job it cannot start now, so a CRITICAL job sent while BULK jobs wait is the
+  next one fetched. ``configure_pool`` relaxes prefetch only for a pool that
+  consumes one slow lane, where fetching ahead cannot invert priority.
+* **Retry on worker loss, not reject**: a pool child killed mid-job (OOM,
+  segfault) makes the job retry like any failure, within its priority's
+  budget, then fail for good with reason ``worker_lost``. Requeueing on loss
+  (``reject_on_worker_lost``) would loop forever on a poison job.
+* **Cancel running jobs on connection loss**: a late-acked job cannot be
+  acknowledged after the broker connection drops; running it to the end would
+  run it twice once Redis redelivers it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from celery import Celery
+from kombu import Exchange, Queue
+
+from storefront_jobs import keys
+from storefront_jobs.backpressure import CapacityGate
+from storefront_jobs.priorities import Priority
+from storefront_jobs.settings import Settings, get_settings
+
+#: Where producers and workers look when no broker is configured (``dev`` sets one).
+FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+class StorefrontCelery(Celery):  # type: ignore[misc]
+    """A Celery app that knows its storefront settings and lane capacities."""
+
+    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.storefront_settings = settings
+
+    @functools.cached_property
+    def redis(self) -> redis.Redis:
+        """A client for storefront's own keys, on the broker's Redis database."""
+        return redis.Redis.from_url(self.conf.broker_url, socket_timeout=10, socket_connect_timeout=5)
+
+    @functools.cached_property
+    def capacity_gate(self) -> CapacityGate:
+        return CapacityGate(self.redis, self.storefront_settings)
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu Redis transport options; identical in every process."""
+    vt = settings.visibility_timeout_s
+    return {
+        "queue_order_strategy": "sorted",
+        "visibility_timeout": vt,
+        # kombu sweeps for expired unacked messages every interval * throttle
+        # seconds (100 s by default); sweep often enough that a job whose
+        # worker died comes back soon after its visibility timeout.
+        "unacked_restore_interval": max(1, min(10, vt // 10)),
+        "unacked_restore_throttle": 1,
+        "priority_steps": list(keys.KOMBU_PRIORITY_STEPS),
+        "sep": keys.KOMBU_SEP,
+        "health_check_interval": 25,
+    }
+
+
+def lane_queues() -> list[Queue]:
+    return [Queue(lane, Exchange(lane, type="direct"), routing_key=lane) for lane in keys.LANES.values()]
+
+
+def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs") -> StorefrontCelery:
+    """Build a Celery app configured for storefront-jobs from ``settings``."""
+    settings = settings or get_settings()
+    app = StorefrontCelery(settings, main, set_as_current=False)
+    app.conf.update(
+        broker_url=settings.broker_url or FALLBACK_BROKER_URL,
+        broker_transport_options=transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_queues=lane_queues(),
+        task_default_queue=keys.lane_name(Priority.DEFAULT),
+        task_default_exchange=keys.lane_name(Priority.DEFAULT),
+        task_default_routing_key=keys.lane_name(Priority.DEFAULT),
+        task_create_missing_queues=False,
+        task_default_priority=None,
+        task_acks_late=True,
+        task_acks_on_failure=True,
+        task_acks_on_timeout=True,
+        task_reject_on_worker_lost=False,
+        task_retry_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_disable_prefetch=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        imports=list(settings.imports),
+        timezone="UTC",
+        enable_utc=True,
+    )
+    from storefront_jobs import signals  # noqa: PLC0415 - signals import the task module, which imports this one
+
+    signals.install()
+    return app
+
+
+def pool_prefetch(priorities: Sequence[Priority], settings: Settings) -> tuple[int, bool]:
+    """Prefetch multiplier and disable-prefetch flag for a pool consuming ``priorities``.
+
+    A pool of one DEFAULT, LOW or BULK lane may fetch ahead: its messages all
+    have the same priority, so holding some back cannot delay a more urgent
+    one, and fetching ahead keeps throughput up. Anything else fetches only
+    when a process is free.
+    """
+    if len(priorities) == 1 and priorities[0] >= Priority.DEFAULT:
+        return settings.bulk_prefetch_multiplier, False
+    return 1, True
+
+
+def configure_pool(
+    app: Celery, priorities: Sequence[Priority], settings: Settings, imports: Sequence[str] | None = None
+) -> None:
+    """Worker-side settings of a pool; called by ``storefront-jobs worker`` before it starts."""
+    multiplier, disable = pool_prefetch(priorities, settings)
+    app.conf.worker_prefetch_multiplier = multiplier
+    app.conf.worker_disable_prefetch = disable
+    if imports is not None:
+        app.conf.imports = list(imports)
+
+
+@functools.cache
+def get_default_app() -> StorefrontCelery:
+    """The app behind ``storefront_jobs.app``, built on first use from the environment."""
+    app = create_app()
+    app.set_current()
+    app.set_default()
+    return app

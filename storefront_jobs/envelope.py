@@ -1,0 +1,65 @@
+"""What a job carries besides its arguments: the message headers storefront-jobs stamps.
+
+Headers are stamped once, on the first publish, and travel unchanged through
+retries (Celery copies a request's headers into the retry message), except
+``attempt``, which is recomputed on every publish from Celery's ``retries``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from storefront_jobs.keys import priority_of_lane
+
+ENQUEUED_AT = "enqueuedAt"
+TENANT_ID = "tenantId"
+JOB_QUEUE = "jobQueue"
+PRIORITY = "priority"
+ATTEMPT = "attempt"
+REPLAY_OF = "replayOf"
+REPLAY_COUNT = "replayCount"
+
+#: Every header this module owns, in the order logs and DLQ records show them.
+STAMPED_HEADERS = (ENQUEUED_AT, TENANT_ID, JOB_QUEUE, PRIORITY, ATTEMPT, REPLAY_OF, REPLAY_COUNT)
+
+
+def stamp(
+    headers: MutableMapping[str, Any],
+    *,
+    lane: str | None,
+    now_s: float,
+    tenant_id: str | None,
+) -> None:
+    """Fill in the storefront headers of a message about to be published.
+
+    ``setdefault`` keeps the first publish's values on retries; the attempt
+    is always recomputed because Celery bumps ``retries`` on every retry.
+    """
+    headers.setdefault(ENQUEUED_AT, now_s)
+    if tenant_id is not None:
+        headers.setdefault(TENANT_ID, tenant_id)
+    priority = priority_of_lane(lane) if lane else None
+    if priority is not None:
+        headers[PRIORITY] = priority.name
+    headers[ATTEMPT] = int(headers.get("retries") or 0) + 1
+
+
+def read(request: Any, name: str, default: Any = None) -> Any:
+    """A header of a Celery request, wherever this Celery version put it.
+
+    Custom headers show up both in ``request.headers`` and as attributes of
+    the request context, depending on the code path (pool child or main
+    process after a lost worker); look in both.
+    """
+    headers = getattr(request, "headers", None)
+    if isinstance(headers, Mapping) and name in headers:
+        return headers[name]
+    value = getattr(request, name, None)
+    return default if value is None else value
+
+
+def all_headers(request: Any) -> dict[str, Any]:
+    """The storefront headers of a request, for logs and DLQ records."""
+    found = {name: read(request, name) for name in STAMPED_HEADERS}
+    return {name: value for name, value in found.items() if value is not None}

@@ -1,0 +1,67 @@
+"""Every error storefront-jobs raises, under one root.
+
+::
+
+    StorefrontJobsError
+    ├── ConfigurationError        a setting or a task declaration is wrong; fix it and restart
+    ├── EnqueueError              a job could not be enqueued; nothing was published
+    │   ├── QueueOverflowError    the lane is at capacity (backpressure)
+    │   └── PayloadError          the arguments cannot be serialized
+    └── BrokerUnavailableError    Redis could not be reached
+
+Control flow is kept apart from errors: :class:`PermanentFailure` is what a
+job raises to say "do not retry me"; it is not a fault of this library, so it
+does not derive from the root.
+"""
+
+from __future__ import annotations
+
+
+class StorefrontJobsError(Exception):
+    """Root of every error raised by storefront-jobs."""
+
+
+class ConfigurationError(StorefrontJobsError):
+    """A setting, a retry override or a task declaration is invalid."""
+
+
+class EnqueueError(StorefrontJobsError):
+    """A job could not be enqueued. Nothing was published."""
+
+
+class QueueOverflowError(EnqueueError):
+    """The job's lane already holds ``capacity`` waiting jobs.
+
+    The job was not published: the caller decides whether to drop it, retry
+    later or surface the error to its own user.
+    """
+
+    def __init__(self, lane: str, depth: int, capacity: int) -> None:
+        self.lane = lane
+        self.depth = depth
+        self.capacity = capacity
+        super().__init__(
+            f"lane {lane!r} is full: {depth} waiting jobs, capacity {capacity}; "
+            "the job was not enqueued"
+        )
+
+    def __reduce__(self) -> tuple[type[QueueOverflowError], tuple[str, int, int]]:
+        # Keeps the error picklable across prefork pool boundaries.
+        return (type(self), (self.lane, self.depth, self.capacity))
+
+
+class PayloadError(EnqueueError):
+    """The job's arguments cannot be serialized as JSON."""
+
+
+class BrokerUnavailableError(StorefrontJobsError):
+    """Redis did not answer."""
+
+
+class PermanentFailure(Exception):  # noqa: N818 - a control-flow signal, not an error type
+    """Raised by a job to fail at once, without spending its retries.
+
+    Use it for failures that no retry can fix (invalid payload, a record that
+    no longer exists). The job goes straight to its final failure with reason
+    ``non_retryable``.
+    """

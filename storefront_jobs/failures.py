@@ -1,0 +1,87 @@
+"""Why a job failed for good, and the record of that failure.
+
+:func:`classify_failure` is the single place that decides the reason a final
+failure carries; the DLQ, metrics and logs all use its answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import Reject, TimeLimitExceeded
+
+from storefront_jobs.errors import PermanentFailure
+from storefront_jobs.retry import RetryPolicy
+
+
+class FailureReason(enum.StrEnum):
+    """Why a job will not run again."""
+
+    EXHAUSTED = "exhausted"  #: every retry was spent
+    NON_RETRYABLE = "non_retryable"  #: PermanentFailure, or an error the task does not retry
+    NO_RETRY = "no_retry"  #: the policy allows no retry (BULK)
+    WORKER_LOST = "worker_lost"  #: the pool child died mid-job, retries on loss spent
+    TIME_LIMIT = "time_limit"  #: the hard time limit killed the job
+    REJECTED = "rejected"  #: Celery rejected the message (e.g. a retry could not be published)
+
+
+def classify_failure(
+    exc: BaseException,
+    *,
+    retries: int,
+    policy: RetryPolicy,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    non_retryable: tuple[type[BaseException], ...] = (),
+) -> FailureReason:
+    """The reason of a final failure after ``retries`` retries."""
+    if isinstance(exc, WorkerLostError):
+        return FailureReason.WORKER_LOST
+    if isinstance(exc, TimeLimitExceeded):
+        return FailureReason.TIME_LIMIT
+    if isinstance(exc, Reject):
+        return FailureReason.REJECTED
+    if isinstance(exc, (PermanentFailure, *non_retryable)) or not isinstance(exc, retry_on):
+        return FailureReason.NON_RETRYABLE
+    if policy.max_retries == 0:
+        return FailureReason.NO_RETRY
+    if retries >= policy.max_retries:
+        return FailureReason.EXHAUSTED
+    # Failed with retries left but not retried: the body chose to give up.
+    return FailureReason.NON_RETRYABLE
+
+
+def is_retryable(
+    exc: BaseException,
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    non_retryable: tuple[type[BaseException], ...],
+) -> bool:
+    """Whether a failure of the job body may be retried at all."""
+    if isinstance(exc, (PermanentFailure, *non_retryable)):
+        return False
+    return isinstance(exc, retry_on)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFailure:
+    """Everything known about a job's final failure; what ``job_exhausted`` carries."""
+
+    execution_id: str
+    task: str
+    job_queue: str
+    priority: str
+    attempt: int
+    reason: FailureReason
+    error_type: str
+    error_message: str
+    traceback: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    headers: dict[str, Any]
+    tenant_id: str | None
+    enqueued_at: float | None
+    failed_at: float
+    worker: str | None

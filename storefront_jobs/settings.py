@@ -1,0 +1,230 @@
+"""One settings object for every process: producers, workers, CLI, admin API.
+
+Read from the environment (prefix ``STOREFRONT_JOBS_``, nested fields joined
+with ``__``, e.g. ``STOREFRONT_JOBS_QUEUE_CAPACITY__DEFAULT=20000``) and from
+an optional TOML file named by ``STOREFRONT_JOBS_CONFIG_FILE``; the
+environment wins over the file. ``WORKER_PRIORITY_FILTER`` is also read
+without the prefix, as the runbook spells it.
+
+:func:`load_settings` turns every validation problem into one
+:class:`ConfigurationError` that names the environment variable, so a bad
+value stops start-up with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from storefront_jobs.errors import ConfigurationError
+from storefront_jobs.priorities import Priority, parse_priorities
+from storefront_jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy
+
+ENV_PREFIX = "STOREFRONT_JOBS_"
+CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG_FILE"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueCapacity(_Section):
+    """Most jobs a lane may hold waiting; an enqueue beyond it is refused."""
+
+    critical: PositiveInt = 10_000
+    high: PositiveInt = 10_000
+    default: PositiveInt = 10_000
+    low: PositiveInt = 10_000
+    bulk: PositiveInt = 10_000
+
+    def for_priority(self, priority: Priority) -> int:
+        value: int = getattr(self, priority.label)
+        return value
+
+
+class RetryOverride(_Section):
+    """Fields of one priority's retry policy that replace the runbook's values."""
+
+    max_retries: Annotated[int, Field(ge=0)] | None = None
+    initial_delay_s: Annotated[float, Field(ge=0)] | None = None
+    max_delay_s: Annotated[float, Field(ge=0)] | None = None
+    multiplier: Annotated[float, Field(ge=1)] | None = None
+    jitter: bool | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class RetrySettings(_Section):
+    critical: RetryOverride = RetryOverride()
+    high: RetryOverride = RetryOverride()
+    default: RetryOverride = RetryOverride()
+    low: RetryOverride = RetryOverride()
+    bulk: RetryOverride = RetryOverride()
+
+    def policy_for(self, priority: Priority) -> RetryPolicy:
+        override: RetryOverride = getattr(self, priority.label)
+        return DEFAULT_RETRY_POLICIES[priority].with_overrides(override.given())
+
+
+class DlqSettings(_Section):
+    max_entries: PositiveInt = 100_000
+    retention_s: PositiveInt = 30 * 24 * 3600
+
+
+class Settings(BaseSettings):
+    """Every setting of storefront-jobs, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    #: Redis URL of the broker. Unset: ``storefront-jobs dev`` starts an embedded Redis.
+    broker_url: str | None = None
+    #: Seconds a job may stay unacknowledged (running, or waiting out a retry
+    #: countdown in a worker) before Redis hands it to another worker.
+    visibility_timeout_s: PositiveInt = 3600
+    #: Modules that workers and the CLI import so that users' tasks are registered.
+    imports: Annotated[list[str], NoDecode] = []
+    queue_capacity: QueueCapacity = QueueCapacity()
+    retry: RetrySettings = RetrySettings()
+    dlq: DlqSettings = DlqSettings()
+    #: Token -> scopes for the admin API, as a JSON object.
+    admin_tokens: dict[str, list[str]] = {}
+    admin_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9808
+    #: Celery beat's periodic jobs; ``false`` turns the scheduler off.
+    scheduler_enabled: bool = True
+    #: Lanes a worker pool consumes when ``--priorities`` is not given.
+    worker_priority_filter: Annotated[list[Priority], NoDecode] = Field(
+        default_factory=lambda: list(Priority),
+        validation_alias=AliasChoices(
+            "worker_priority_filter", ENV_PREFIX + "WORKER_PRIORITY_FILTER", "WORKER_PRIORITY_FILTER"
+        ),
+    )
+    #: Prefetch multiplier of a pool that consumes a single BULK, LOW or DEFAULT
+    #: lane; pools that consume several lanes, or CRITICAL/HIGH, never prefetch.
+    bulk_prefetch_multiplier: PositiveInt = 4
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    #: Send Celery task events on every job (Flower turns them on while it runs anyway).
+    task_events: bool = False
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("worker_priority_filter", mode="before")
+    @classmethod
+    def _parse_filter(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_priorities(value)
+        if isinstance(value, list | tuple):
+            return sorted({Priority.parse(v) for v in value})
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _check_tokens(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for token in value:
+            if len(token) < 8:
+                raise ValueError("every admin token must be at least 8 characters long")
+        return value
+
+    def retry_policy(self, priority: Priority) -> RetryPolicy:
+        return self.retry.policy_for(priority)
+
+    def capacity(self, priority: Priority) -> int:
+        return self.queue_capacity.for_priority(priority)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VAR)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def env_var_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable that feeds a field location, e.g. QUEUE_CAPACITY__DEFAULT."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(error["loc"])
+    if loc and loc[0] == "worker_priority_filter":
+        name = "WORKER_PRIORITY_FILTER (or STOREFRONT_JOBS_WORKER_PRIORITY_FILTER)"
+    else:
+        name = env_var_name(loc)
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f"={value!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}{shown}: {message}"
+
+
+def _unknown_env_vars() -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {CONFIG_FILE_VAR}
+    return sorted(
+        var
+        for var in os.environ
+        if var.upper().startswith(ENV_PREFIX) and var.upper().split("__", 1)[0] not in known
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, or raise a :class:`ConfigurationError` naming each bad variable."""
+    unknown = _unknown_env_vars()
+    if unknown:
+        raise ConfigurationError(
+            "unknown setting(s): " + ", ".join(unknown) + "; see docs/configuration.md for the accepted names"
+        )
+    config_file = os.environ.get(CONFIG_FILE_VAR)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigurationError(f"{CONFIG_FILE_VAR}={config_file!r}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, loaded once from the environment."""
+    return load_settings()

@@ -1,0 +1,154 @@
+"""Real worker processes for tests: started as `storefront-jobs worker`, stopped or killed at will."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEST_JOBS_MODULE = "tests.integration.jobs"
+
+
+def worker_env(broker_url: str, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_JOBS_")}
+    env.update(
+        STOREFRONT_JOBS_BROKER_URL=broker_url,
+        STOREFRONT_JOBS_IMPORTS=TEST_JOBS_MODULE,
+        STOREFRONT_JOBS_LOG_LEVEL="INFO",
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({f"STOREFRONT_JOBS_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+class WorkerProcess:
+    """One `storefront-jobs worker` subprocess, in its own process group."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], nodename: str, log_path: Path) -> None:
+        self.proc = proc
+        self.nodename = nodename
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """Every JSON log line the worker wrote so far."""
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """Warm shutdown (SIGTERM to the main process only), then SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a lost node would."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+class WorkerFactory:
+    def __init__(self, broker_url: str, tmp_path: Path, ping: Any) -> None:
+        self.broker_url = broker_url
+        self.tmp_path = tmp_path
+        self._ping = ping
+        self.started: list[WorkerProcess] = []
+
+    def start(
+        self,
+        priorities: str = "all",
+        *,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        settings: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+        wait: bool = True,
+    ) -> WorkerProcess:
+        name = f"test-{uuid.uuid4().hex[:8]}"
+        nodename = f"{name}@{socket.gethostname()}"
+        log_path = self.tmp_path / f"{name}.log"
+        cmd = [
+            sys.executable, "-m", "storefront_jobs", "worker",
+            "--priorities", priorities, "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h",
+            "--without-mingle", "--without-gossip", *extra,
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                cmd,
+                env=worker_env(self.broker_url, **(settings or {})),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(proc, nodename, log_path)
+        self.started.append(worker)
+        if wait:
+            self.wait_ready(worker)
+        return worker
+
+    def wait_ready(self, worker: WorkerProcess, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.proc.returncode}:\n{worker.log_text()[-4000:]}")
+            if self._ping(destination=[worker.nodename], timeout=0.5):
+                return
+        raise RuntimeError(f"worker {worker.nodename} did not answer a ping:\n{worker.log_text()[-4000:]}")
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+
+def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout_s
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout_s} s (last value: {value!r})")
+        time.sleep(interval_s)
+        value = predicate()
+    return value
+
+
+def iter_json_lines(text: str) -> Iterator[dict[str, Any]]:
+    for line in text.splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)
