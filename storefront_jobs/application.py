@@ -45,7 +45,7 @@ from storefront_jobs.settings import Settings, get_settings
 FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
-class StorefrontCelery(Celery):  # type: ignore[misc]
+class StorefrontCelery(Celery):
     """A Celery app that knows its storefront settings and lane capacities."""
 
     def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
@@ -53,7 +53,7 @@ class StorefrontCelery(Celery):  # type: ignore[misc]
         self.storefront_settings = settings
 
     @functools.cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis.Redis[bytes]:
         """A client for storefront's own keys, on the broker's Redis database."""
         return redis.Redis.from_url(self.conf.broker_url, socket_timeout=10, socket_connect_timeout=5)
 

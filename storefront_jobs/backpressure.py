@@ -44,13 +44,11 @@ return depth
 class CapacityGate:
     """Admits or refuses enqueues by lane depth; shared by every producer in a process."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis[bytes], settings: Settings) -> None:
         self._client = client
         self._settings = settings
         self._admit = client.register_script(_ADMIT_LUA)
-        self._keys = {
-            p: [*keys.lane_lists(keys.lane_name(p)), keys.OVERFLOW_COUNTS] for p in Priority
-        }
+        self._keys = {p: [*keys.lane_lists(keys.lane_name(p)), keys.OVERFLOW_COUNTS] for p in Priority}
 
     def admit(self, priority: Priority) -> int:
         """Return the lane's depth before this job, or raise :class:`QueueOverflowError`."""

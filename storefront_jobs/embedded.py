@@ -101,7 +101,8 @@ class EmbeddedRedis:
             while True:
                 if self.process is not None and self.process.poll() is not None:
                     raise BrokerUnavailableError(
-                        f"redis-server exited with code {self.process.returncode}; see {self.data_dir}/redis.log"
+                        f"redis-server exited with code {self.process.returncode}; "
+                        f"see {self.data_dir}/redis.log"
                     )
                 try:
                     if client.ping():
@@ -109,7 +110,9 @@ class EmbeddedRedis:
                 except redis.RedisError:
                     pass
                 if time.monotonic() > deadline:
-                    raise BrokerUnavailableError(f"redis-server on port {self.port} did not start in {timeout_s} s")
+                    raise BrokerUnavailableError(
+                        f"redis-server on port {self.port} did not start in {timeout_s} s"
+                    )
                 time.sleep(0.05)
         finally:
             client.close()

@@ -41,8 +41,7 @@ class QueueOverflowError(EnqueueError):
         self.depth = depth
         self.capacity = capacity
         super().__init__(
-            f"lane {lane!r} is full: {depth} waiting jobs, capacity {capacity}; "
-            "the job was not enqueued"
+            f"lane {lane!r} is full: {depth} waiting jobs, capacity {capacity}; the job was not enqueued"
         )
 
     def __reduce__(self) -> tuple[type[QueueOverflowError], tuple[str, int, int]]:

@@ -28,7 +28,7 @@ class FailureReason(enum.StrEnum):
     REJECTED = "rejected"  #: Celery rejected the message (e.g. a retry could not be published)
 
 
-def classify_failure(
+def classify_failure(  # noqa: PLR0911 - one return per reason reads as the table it is
     exc: BaseException,
     *,
     retries: int,

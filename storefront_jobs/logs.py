@@ -15,11 +15,13 @@ import json
 import logging
 import sys
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 #: Fields of the job being run; empty outside a job.
+_NO_JOB: Mapping[str, Any] = MappingProxyType({})
 _job_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "storefront_jobs_log_context", default={}
+    "storefront_jobs_log_context", default=_NO_JOB
 )
 
 #: Record attributes that logging itself sets; anything else passed in ``extra`` is a field.
@@ -68,9 +70,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = dict(_job_context.get())
-        fields.update(
-            {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
-        )
+        fields.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         return line

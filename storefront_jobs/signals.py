@@ -39,7 +39,7 @@ from storefront_jobs.tenancy import current_tenant, set_tenant
 
 logger = logging.getLogger("storefront_jobs.jobs")
 
-job_exhausted = Signal(name="job_exhausted", providing_args={"failure"})
+job_exhausted = Signal(name="job_exhausted", providing_args=["failure"])
 
 
 def stamp_headers(
@@ -82,7 +82,9 @@ def _error_text(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
 
 
-def log_retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None, **_: Any) -> None:
+def log_retry(
+    sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None, **_: Any
+) -> None:
     if not isinstance(sender, PriorityTask):
         return
     exc = getattr(reason, "exc", None)

@@ -30,6 +30,11 @@ from storefront_jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown
 if TYPE_CHECKING:
     from storefront_jobs.application import StorefrontCelery
 
+if TYPE_CHECKING:
+    _TaskBase = Task[Any, Any]
+else:
+    _TaskBase = Task
+
 _JOB_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 
 #: Celery task options that would fight the retry table; priority_task refuses them.
@@ -45,7 +50,7 @@ _CONFLICTING_OPTIONS = {
 }
 
 
-class PriorityTask(Task):  # type: ignore[misc]
+class PriorityTask(_TaskBase):
     """Base class of every storefront job."""
 
     #: Priority (and so lane) of the job; set by priority_task. Not named
@@ -84,7 +89,7 @@ class PriorityTask(Task):  # type: ignore[misc]
         self,
         args: Any = None,
         kwargs: Any = None,
-        exc: BaseException | None = None,
+        exc: Exception | None = None,
         throw: bool = True,
         eta: Any = None,
         countdown: float | None = None,
@@ -124,19 +129,24 @@ class PriorityTask(Task):  # type: ignore[misc]
         try:
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
         except EncodeError as exc:
-            raise PayloadError(f"cannot enqueue {self.name}: arguments are not JSON-serializable: {exc}") from exc
+            raise PayloadError(
+                f"cannot enqueue {self.name}: arguments are not JSON-serializable: {exc}"
+            ) from exc
 
     def on_exhausted(self, failure: JobFailure) -> None:
         """Hook: the job failed for good. Runs in the worker, once per final failure."""
-        if self.exhausted_hook is not None:
-            type(self).exhausted_hook(failure)
+        # Stored as a staticmethod on the generated task class.
+        hook: Callable[[JobFailure], Any] | None = getattr(type(self), "exhausted_hook", None)
+        if hook is not None:
+            hook(failure)
 
     def _storefront_app(self) -> StorefrontCelery:
         from storefront_jobs.application import StorefrontCelery  # noqa: PLC0415 - avoids an import cycle
 
         if not isinstance(self.app, StorefrontCelery):
             raise ConfigurationError(
-                f"task {self.name} is bound to a plain Celery app; build the app with storefront_jobs.create_app()"
+                f"task {self.name} is bound to a plain Celery app; "
+                "build the app with storefront_jobs.create_app()"
             )
         return self.app
 
@@ -236,7 +246,8 @@ def priority_task(
         target = app or get_default_app()
         policy = build_policy(prio, target.storefront_settings.retry_policy(prio), retry, task_name)
         hook = staticmethod(on_exhausted) if on_exhausted is not None else None
-        return target.task(
+        declare: Any = target.task
+        return declare(
             base=PriorityTask,
             lane_priority=prio,
             job_queue=queue or task_name,

@@ -21,7 +21,7 @@ _SERVER: EmbeddedRedis | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _SERVER
+    global _SERVER  # noqa: PLW0603 - one server for the whole run, started before collection
     for name in list(os.environ):
         if name.startswith("STOREFRONT_JOBS_") or name == "WORKER_PRIORITY_FILTER":
             del os.environ[name]

@@ -1,4 +1,5 @@
 """``storefront-jobs dev``: placeholder, replaced below."""
+
 from __future__ import annotations
 
 import click

@@ -40,7 +40,9 @@ def worker_argv(
 @click.option("--pool", "-P", help="Celery pool implementation (prefork, threads, solo, ...).")
 @click.option("--loglevel", "-l", help="Log level (default: LOG_LEVEL setting).")
 @click.option("--hostname", "-n", help="Node name (default: <lanes>@<host>).")
-@click.option("--imports", metavar="MODULES", help="Comma-separated modules holding tasks (overrides IMPORTS).")
+@click.option(
+    "--imports", metavar="MODULES", help="Comma-separated modules holding tasks (overrides IMPORTS)."
+)
 @click.pass_context
 def worker(
     ctx: click.Context,

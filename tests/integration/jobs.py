@@ -15,7 +15,14 @@ from typing import Any
 import redis
 from celery import signals as celery_signals
 
-from storefront_jobs import JobFailure, PermanentFailure, Priority, current_tenant, job_exhausted, priority_task
+from storefront_jobs import (
+    JobFailure,
+    PermanentFailure,
+    Priority,
+    current_tenant,
+    job_exhausted,
+    priority_task,
+)
 
 log = logging.getLogger("tests.jobs")
 
@@ -52,14 +59,14 @@ def permanently_failing(tag: str) -> None:
     raise PermanentFailure("report definition does not exist")
 
 
-class InvalidOrder(Exception):
+class InvalidOrderError(Exception):
     pass
 
 
-@priority_task(Priority.HIGH, queue="orders", non_retryable=(InvalidOrder,))
+@priority_task(Priority.HIGH, queue="orders", non_retryable=(InvalidOrderError,))
 def rejects_invalid_order(tag: str) -> None:
     _record(f"test:starts:{tag}")
-    raise InvalidOrder("order o-1 has no lines")
+    raise InvalidOrderError("order o-1 has no lines")
 
 
 @priority_task(Priority.BULK, queue="archive")

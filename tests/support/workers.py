@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,10 +75,8 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the whole process group, as a lost node would."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
 
 
@@ -126,7 +125,9 @@ class WorkerFactory:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if worker.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {worker.proc.returncode}:\n{worker.log_text()[-4000:]}")
+                raise RuntimeError(
+                    f"worker exited with {worker.proc.returncode}:\n{worker.log_text()[-4000:]}"
+                )
             if self._ping(destination=[worker.nodename], timeout=0.5):
                 return
         raise RuntimeError(f"worker {worker.nodename} did not answer a ping:\n{worker.log_text()[-4000:]}")
