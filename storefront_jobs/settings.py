@@ -18,12 +18,21 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -74,6 +83,12 @@ class RetrySettings(_Section):
     default: RetryOverride = RetryOverride()
     low: RetryOverride = RetryOverride()
     bulk: RetryOverride = RetryOverride()
+
+    @model_validator(mode="after")
+    def _bulk_never_retries(self) -> RetrySettings:
+        if self.bulk.max_retries:
+            raise ValueError("BULK jobs never retry (their first failure goes to the DLQ); leave it at 0")
+        return self
 
     def policy_for(self, priority: Priority) -> RetryPolicy:
         override: RetryOverride = getattr(self, priority.label)
@@ -220,6 +235,12 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = [_describe(err) for err in exc.errors()]
         raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except SettingsError as exc:
+        # Raised when a complex value (a JSON object) does not parse at all.
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigurationError(
+            f"invalid settings:\n  {env_var_name((field,))}: not valid JSON ({exc.__cause__})"
+        ) from None
     except ConfigurationError as exc:
         raise ConfigurationError(f"invalid settings: {exc}") from None
 

@@ -96,15 +96,37 @@ class WorkerFactory:
         settings: dict[str, str] | None = None,
         extra: tuple[str, ...] = (),
         wait: bool = True,
+        celery_queues: str | None = None,
     ) -> WorkerProcess:
+        """Start `storefront-jobs worker`, or plain `celery -A storefront_jobs worker -Q celery_queues`."""
         name = f"test-{uuid.uuid4().hex[:8]}"
         nodename = f"{name}@{socket.gethostname()}"
         log_path = self.tmp_path / f"{name}.log"
-        cmd = [
-            sys.executable, "-m", "storefront_jobs", "worker",
-            "--priorities", priorities, "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h",
-            "--without-mingle", "--without-gossip", *extra,
-        ]  # fmt: skip
+        common = [
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        if celery_queues is None:
+            cmd = [sys.executable, "-m", "storefront_jobs", "worker", "--priorities", priorities, *common]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "storefront_jobs",
+                "worker",
+                "-Q",
+                celery_queues,
+                *common,
+            ]
+        cmd += list(extra)
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 cmd,

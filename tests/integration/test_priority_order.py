@@ -1,0 +1,45 @@
+"""A pool that consumes every lane starts CRITICAL work before waiting BULK work."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from tests.integration import jobs
+from tests.support.workers import WorkerFactory, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_new_critical_job_overtakes_queued_bulk_jobs(
+    redis_client: redis.Redis, workers: WorkerFactory
+) -> None:
+    # Given 200 BULK jobs of 50 ms waiting, and a pool of 2 processes on all five lanes
+    bulk_ids = {jobs.sleepy_bulk.delay(n, 0.05).id: n for n in range(200)}
+    workers.start("all", concurrency=2)
+    wait_until(lambda: redis_client.llen("test:starts:order") >= 10)
+
+    # When a CRITICAL job is sent
+    sent_at = time.time()
+    jobs.urgent.delay(1)
+
+    # Then it starts before any BULK job the worker had not already fetched
+    def starts() -> list[dict[str, object]]:
+        return [json.loads(raw) for raw in redis_client.lrange("test:starts:order", 0, -1)]
+
+    wait_until(lambda: any(s["kind"] == "critical" for s in starts()), 10)
+    order = starts()
+    critical_start = next(s for s in order if s["kind"] == "critical")
+    received_at = {
+        bulk_ids[r["id"]]: r["at"]
+        for r in (json.loads(raw) for raw in redis_client.lrange("test:received", 0, -1))
+        if r["id"] in bulk_ids
+    }
+    started_before = [s for s in order[: order.index(critical_start)] if s["kind"] == "bulk"]
+    late_fetches = [s["n"] for s in started_before if received_at[s["n"]] > sent_at]  # type: ignore[index]
+    assert late_fetches == [], f"BULK jobs fetched after the CRITICAL job was sent ran first: {late_fetches}"
+    assert float(critical_start["at"]) - sent_at < 0.5  # type: ignore[arg-type]
+    assert redis_client.llen("p4.bulk") > 100, "the test proves nothing if the BULK backlog had drained"

@@ -1,0 +1,89 @@
+"""The retry table, end to end: real Redis, a real prefork worker, real countdowns."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from tests.integration import jobs
+from tests.support.workers import WorkerFactory, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOLERANCE_S = 0.1
+
+
+def _starts(client: redis.Redis, tag: str) -> list[float]:
+    return [json.loads(raw)["at"] for raw in client.lrange(f"test:starts:{tag}", 0, -1)]
+
+
+def _exhausted(client: redis.Redis, execution_id: str) -> list[dict[str, Any]]:
+    records = [json.loads(raw) for raw in client.lrange("test:exhausted", 0, -1)]
+    return [r for r in records if r["executionId"] == execution_id]
+
+
+def _gaps(starts: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in itertools.pairwise(starts)]
+
+
+def test_failing_jobs_retry_on_their_priority_schedule(
+    redis_client: redis.Redis, workers: WorkerFactory
+) -> None:
+    # Given a pool consuming every lane
+    workers.start("all", concurrency=2)
+
+    # When an always-failing CRITICAL and an always-failing HIGH job are sent
+    critical = jobs.failing_critical.delay("critical")
+    high = jobs.failing_high.delay("high")
+
+    # Then each runs once plus its retries, then is exhausted exactly once
+    wait_until(lambda: _exhausted(redis_client, critical.id) and _exhausted(redis_client, high.id), 30)
+    critical_starts = _starts(redis_client, "critical")
+    high_starts = _starts(redis_client, "high")
+    assert len(critical_starts) == 6
+    assert len(high_starts) == 4
+    for gap, expected in zip(_gaps(critical_starts), [0.5, 0.75, 1.125, 1.6875, 2.53125], strict=True):
+        assert abs(gap - expected) <= TOLERANCE_S, _gaps(critical_starts)
+    for gap, expected in zip(_gaps(high_starts), [1.0, 2.0, 4.0], strict=True):
+        assert abs(gap - expected) <= TOLERANCE_S, _gaps(high_starts)
+
+    [critical_end] = _exhausted(redis_client, critical.id)
+    [high_end] = _exhausted(redis_client, high.id)
+    assert (critical_end["reason"], critical_end["attempt"], critical_end["errorType"]) == (
+        "exhausted",
+        6,
+        "RuntimeError",
+    )
+    assert (high_end["reason"], high_end["attempt"], high_end["errorType"]) == (
+        "exhausted",
+        4,
+        "ConnectionError",
+    )
+
+
+@pytest.mark.parametrize(
+    ("job", "reason", "error_type"),
+    [
+        (jobs.failing_bulk, "no_retry", "RuntimeError"),
+        (jobs.permanently_failing, "non_retryable", "PermanentFailure"),
+        (jobs.rejects_invalid_order, "non_retryable", "InvalidOrderError"),
+    ],
+    ids=["bulk", "permanent-failure", "non-retryable-class"],
+)
+def test_some_failures_are_final_at_once(
+    redis_client: redis.Redis, workers: WorkerFactory, job: Any, reason: str, error_type: str
+) -> None:
+    workers.start("all", concurrency=1)
+
+    sent = job.delay("once")
+
+    [end] = wait_until(lambda: _exhausted(redis_client, sent.id), 20)
+    assert (end["reason"], end["attempt"], end["errorType"]) == (reason, 1, error_type)
+    # No retry can still be pending: give one a chance to show up.
+    wait_until(lambda: redis_client.llen("p0.critical") == 0 and redis_client.hlen("unacked") == 0, 10)
+    assert len(_starts(redis_client, "once")) == 1
+    assert len(_exhausted(redis_client, sent.id)) == 1
