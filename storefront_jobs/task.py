@@ -243,6 +243,10 @@ def priority_task(
             )
         if on_exhausted is not None and not callable(on_exhausted):
             raise ConfigurationError(f"task {task_name}: on_exhausted must be callable")
+        retry_classes = retry_on
+        if "autoretry_for" in options and retry_on == (Exception,):
+            # Celery's autoretry names what to retry; anything else is final.
+            retry_classes = options["autoretry_for"]
         target = app or get_default_app()
         policy = build_policy(prio, target.storefront_settings.retry_policy(prio), retry, task_name)
         hook = staticmethod(on_exhausted) if on_exhausted is not None else None
@@ -252,7 +256,7 @@ def priority_task(
             lane_priority=prio,
             job_queue=queue or task_name,
             retry_policy=policy,
-            retry_on=_exception_classes(retry_on, "retry_on", task_name),
+            retry_on=_exception_classes(retry_classes, "retry_on", task_name),
             non_retryable=_exception_classes(non_retryable, "non_retryable", task_name),
             exhausted_hook=hook,
             max_retries=policy.max_retries,

@@ -110,3 +110,23 @@ def record_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 job_exhausted.connect(record_exhausted, weak=False, dispatch_uid="tests.record_exhausted")
 celery_signals.task_received.connect(record_received, weak=False, dispatch_uid="tests.record_received")
+
+
+def record_hook(failure: JobFailure) -> None:
+    _record(
+        "test:hook", executionId=failure.execution_id, reason=failure.reason.value, attempt=failure.attempt
+    )
+
+
+@priority_task(
+    Priority.LOW,
+    queue="analytics",
+    autoretry_for=(ConnectionError,),
+    retry={"initial_delay_s": 0.1, "max_delay_s": 0.1},
+    on_exhausted=record_hook,
+)
+def flaky_analytics(tag: str, error: str = "connection") -> None:
+    _record(f"test:starts:{tag}")
+    if error == "connection":
+        raise ConnectionError("warehouse unreachable")
+    raise ValueError("bad metric name")

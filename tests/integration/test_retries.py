@@ -87,3 +87,22 @@ def test_some_failures_are_final_at_once(
     wait_until(lambda: redis_client.llen("p0.critical") == 0 and redis_client.hlen("unacked") == 0, 10)
     assert len(_starts(redis_client, "once")) == 1
     assert len(_exhausted(redis_client, sent.id)) == 1
+
+
+def test_autoretry_uses_the_table_and_fires_on_exhausted(
+    redis_client: redis.Redis, workers: WorkerFactory
+) -> None:
+    workers.start("LOW", concurrency=1)
+
+    retried = jobs.flaky_analytics.delay("auto", "connection")
+    not_listed = jobs.flaky_analytics.delay("auto-other", "value")
+
+    wait_until(lambda: redis_client.llen("test:hook") == 2, 20)
+    hooks = {
+        json.loads(raw)["executionId"]: json.loads(raw) for raw in redis_client.lrange("test:hook", 0, -1)
+    }
+    assert (hooks[retried.id]["reason"], hooks[retried.id]["attempt"]) == ("exhausted", 4)
+    assert (hooks[not_listed.id]["reason"], hooks[not_listed.id]["attempt"]) == ("non_retryable", 1)
+    assert len(_starts(redis_client, "auto")) == 4
+    assert len(_starts(redis_client, "auto-other")) == 1
+    assert len(_exhausted(redis_client, retried.id)) == 1

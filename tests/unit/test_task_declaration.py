@@ -95,3 +95,8 @@ def test_only_lanes_are_accepted_as_queues(app: Any) -> None:
     task = priority_task(Priority.HIGH, app=app, name="d")(job)
     with pytest.raises(EnqueueError, match="'celery' is not a storefront lane"):
         task.apply_async(queue="celery")
+
+
+def test_autoretry_for_names_what_is_retried(app: Any) -> None:
+    task = priority_task(Priority.HIGH, app=app, name="e", autoretry_for=(ConnectionError,))(job)
+    assert task.retry_on == (ConnectionError,)
