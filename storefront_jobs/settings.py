@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -125,7 +126,10 @@ class Settings(BaseSettings):
     #: Token -> scopes for the admin API, as a JSON object.
     admin_tokens: dict[str, list[str]] = {}
     admin_port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9808
+    #: Where a worker pool serves its metrics (0 turns the endpoint off).
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9808
+    #: When set, every metrics endpoint asks for ``Authorization: Bearer <token>``.
+    metrics_token: SecretStr | None = None
     #: Celery beat's periodic jobs; ``false`` turns the scheduler off.
     scheduler_enabled: bool = True
     #: Lanes a worker pool consumes when ``--priorities`` is not given.

@@ -19,6 +19,10 @@ each is small and tested directly):
 ``task_retry``           log_retry            "Job failed" with the next attempt's delay
 ``task_failure``         on_final_failure     classify, "Job failed", on_exhausted, job_exhausted
 ``setup_logging``        setup_worker_logging JSON log lines in worker processes
+
+plus the worker lifecycle (:mod:`storefront_jobs.lifecycle`: metrics endpoint,
+heartbeat) and the pool's counters (:mod:`storefront_jobs.metrics.pool`),
+which do nothing outside a worker pool.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from typing import Any
 from celery import signals as celery_signals
 from celery.utils.dispatch import Signal
 
-from storefront_jobs import envelope
+from storefront_jobs import envelope, lifecycle
 from storefront_jobs.failures import JobFailure, classify_failure
 from storefront_jobs.logs import configure_logging, job_context, set_job_context
+from storefront_jobs.metrics import pool as pool_metrics
 from storefront_jobs.settings import get_settings
 from storefront_jobs.task import PriorityTask
 from storefront_jobs.tenancy import current_tenant, set_tenant
@@ -166,7 +171,13 @@ def on_final_failure(
     extra: dict[str, Any] = {"lastError": _error_text(exception), "reason": failure.reason.value}
     if not job_context():
         extra.update(_job_fields(sender, sender.request, task_id))
-    logger.error("Job failed", extra=extra, exc_info=getattr(einfo, "exc_info", None))
+    # In the pool child the exception still has its own traceback, which reads
+    # better than billiard's wrapped copy; after a lost worker only einfo has one.
+    own = exception.__traceback__ is not None
+    exc_info = (
+        (type(exception), exception, exception.__traceback__) if own else getattr(einfo, "exc_info", None)
+    )
+    logger.error("Job failed", extra=extra, exc_info=exc_info)
     logger.warning("Job exhausted", extra=extra)
     try:
         sender.on_exhausted(failure)
@@ -188,10 +199,21 @@ _RECEIVERS: list[tuple[Signal, Any]] = [
     (celery_signals.task_retry, log_retry),
     (celery_signals.task_failure, on_final_failure),
     (celery_signals.setup_logging, setup_worker_logging),
+    (celery_signals.worker_init, lifecycle.on_worker_init),
+    (celery_signals.worker_ready, lifecycle.on_worker_ready),
+    (celery_signals.worker_shutdown, lifecycle.on_worker_shutdown),
+    (celery_signals.task_received, pool_metrics.on_received),
+    (celery_signals.task_prerun, pool_metrics.on_prerun),
+    (celery_signals.task_postrun, pool_metrics.on_postrun),
+    (celery_signals.task_retry, pool_metrics.on_retry),
+    (celery_signals.task_failure, pool_metrics.on_failure),
+    (celery_signals.task_revoked, pool_metrics.on_revoked),
+    (job_exhausted, pool_metrics.on_exhausted),
 ]
 
 
 def install() -> None:
     """Connect every receiver; idempotent (each has a dispatch_uid)."""
     for signal, receiver in _RECEIVERS:
-        signal.connect(receiver, weak=False, dispatch_uid=f"storefront_jobs.{receiver.__name__}")
+        uid = f"{receiver.__module__}.{receiver.__name__}"
+        signal.connect(receiver, weak=False, dispatch_uid=uid)

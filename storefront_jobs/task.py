@@ -68,6 +68,8 @@ class PriorityTask(_TaskBase):
 
     acks_late = True
     abstract = True
+    #: Writes the DLQ record of a job whose pool child died before Celery acks it.
+    Request = "storefront_jobs.deadletter.request:CapturingRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -125,7 +127,9 @@ class PriorityTask(_TaskBase):
         headers.setdefault(envelope.JOB_QUEUE, self.job_queue or self.name)
         options["headers"] = headers
         if not is_retry and not self.app.conf.task_always_eager:
-            self._storefront_app().capacity_gate.admit(priority)
+            self._storefront_app().capacity_gate.admit(
+                priority, job_queue=headers[envelope.JOB_QUEUE], task=self.name
+            )
         try:
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
         except EncodeError as exc:

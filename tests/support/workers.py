@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from storefront_jobs.embedded import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_JOBS_MODULE = "tests.integration.jobs"
 
@@ -35,10 +37,17 @@ def worker_env(broker_url: str, **settings: str) -> dict[str, str]:
 class WorkerProcess:
     """One `storefront-jobs worker` subprocess, in its own process group."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], nodename: str, log_path: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], nodename: str, log_path: Path, metrics_port: int
+    ) -> None:
         self.proc = proc
         self.nodename = nodename
         self.log_path = log_path
+        self.metrics_port = metrics_port
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def pid(self) -> int:
@@ -127,17 +136,18 @@ class WorkerFactory:
                 *common,
             ]
         cmd += list(extra)
+        metrics_port = free_port()
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 cmd,
-                env=worker_env(self.broker_url, **(settings or {})),
+                env=worker_env(self.broker_url, metrics_port=str(metrics_port), **(settings or {})),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=REPO_ROOT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(proc, nodename, log_path)
+        worker = WorkerProcess(proc, nodename, log_path, metrics_port)
         self.started.append(worker)
         if wait:
             self.wait_ready(worker)

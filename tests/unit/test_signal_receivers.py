@@ -120,5 +120,5 @@ def test_receivers_are_installed_once() -> None:
     sj_signals.install()
     from celery import signals
 
-    uids = [key for key, _ in signals.task_failure.receivers if "storefront_jobs" in str(key)]
+    uids = [key for key, _ in signals.task_failure.receivers if "on_final_failure" in str(key)]
     assert len(uids) == 1

@@ -1,0 +1,130 @@
+"""Worker pools announce themselves in Redis, so that who consumes which lane is known centrally.
+
+Each pool's main process writes one field of the ``storefront:workers`` hash
+every few seconds (its lanes, processes, running jobs, a timestamp) and
+deletes it on a clean shutdown. A pool whose field stops changing is down:
+metrics report it with ``celery_worker_up 0`` until it is forgotten an hour
+later, so a crash stays visible long enough for an alert; a pool scaled down
+on purpose disappears at once. Health checks, ``storefront-jobs queues`` and
+the metrics all read the same hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from storefront_jobs import keys
+
+logger = logging.getLogger("storefront_jobs.heartbeat")
+
+HEARTBEAT_INTERVAL_S = 5.0
+#: A pool silent for this long counts as down.
+STALE_AFTER_S = 30.0
+#: A pool silent for this long is forgotten.
+FORGET_AFTER_S = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerBeat:
+    nodename: str
+    lanes: list[str]
+    concurrency: int
+    active: int
+    pid: int
+    at_s: float
+
+    @property
+    def hostname(self) -> str:
+        """The part after the ``@``, as celery-exporter labels workers."""
+        return self.nodename.split("@", 1)[-1]
+
+    def alive(self, now_s: float) -> bool:
+        return now_s - self.at_s <= STALE_AFTER_S
+
+    def encode(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> WorkerBeat | None:
+        try:
+            data = json.loads(raw)
+            return cls(**data)
+        except (ValueError, TypeError):
+            return None
+
+
+def read_workers(client: redis.Redis[bytes], now_s: float | None = None) -> list[WorkerBeat]:
+    """Every known pool; forgets (deletes) the ones silent for longer than FORGET_AFTER_S."""
+    now_s = time.time() if now_s is None else now_s
+    beats = []
+    for field, raw in client.hgetall(keys.WORKERS).items():
+        beat = WorkerBeat.decode(raw)
+        if beat is None or now_s - beat.at_s > FORGET_AFTER_S:
+            client.hdel(keys.WORKERS, field)
+            continue
+        beats.append(beat)
+    return sorted(beats, key=lambda b: b.nodename)
+
+
+class Heartbeat:
+    """Writes this pool's beat every HEARTBEAT_INTERVAL_S from a daemon thread."""
+
+    def __init__(
+        self,
+        client: redis.Redis[bytes],
+        nodename: str,
+        lanes: list[str],
+        concurrency: int,
+        active: Callable[[], int],
+    ) -> None:
+        self._client = client
+        self._nodename = nodename
+        self._lanes = lanes
+        self._concurrency = concurrency
+        self._active = active
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="storefront-heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        beat = WorkerBeat(
+            nodename=self._nodename,
+            lanes=self._lanes,
+            concurrency=self._concurrency,
+            active=self._active(),
+            pid=os.getpid(),
+            at_s=time.time(),
+        )
+        self._client.hset(keys.WORKERS, self._nodename, beat.encode())
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_INTERVAL_S):
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                # Redis may be restarting: keep beating, the next one will land.
+                logger.warning("heartbeat not written: %s", exc)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and remove this pool: it is leaving on purpose."""
+        self._stop.set()
+        try:
+            self._client.hdel(keys.WORKERS, self._nodename)
+        except redis.RedisError as exc:
+            logger.warning("could not remove the heartbeat of %s: %s", self._nodename, exc)
+
+
+def describe_active(state_module: Any) -> Callable[[], int]:
+    return lambda: len(state_module.active_requests)

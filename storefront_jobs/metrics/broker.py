@@ -1,0 +1,189 @@
+"""Broker-side metrics, read from Redis at scrape time by the admin service.
+
+Nothing here depends on a worker being up: a lane whose pools are scaled to
+zero still reports its depth and the age of its oldest job, which is what
+autoscaling and the backlog alerts need. One scrape costs a handful of
+pipelined Redis calls plus one pass over kombu's ``unacked`` hash (jobs held
+by workers: bounded by processes x prefetch plus retries waiting out their
+countdown).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from storefront_jobs import keys
+from storefront_jobs.backpressure import parse_enqueued_field
+from storefront_jobs.heartbeat import WorkerBeat, read_workers
+from storefront_jobs.metrics.definitions import BROKER_METRICS
+from storefront_jobs.priorities import Priority
+from storefront_jobs.settings import Settings
+
+
+def enqueued_at_of(raw_message: bytes | str | None) -> float | None:
+    """The ``enqueuedAt`` header of a kombu message as stored in a Redis list, if any."""
+    if raw_message is None:
+        return None
+    try:
+        headers = json.loads(raw_message).get("headers") or {}
+        value = headers.get("enqueuedAt")
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def reserved_by_lane(unacked_values: list[bytes]) -> Tally[str]:
+    """Count kombu's unacked entries (``[message, exchange, routing_key]``) per lane."""
+    tally: Tally[str] = Tally()
+    for raw in unacked_values:
+        try:
+            _message, _exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        tally[str(routing_key)] += 1
+    return tally
+
+
+def _family(name: str, *, labels: tuple[str, ...]) -> GaugeMetricFamily | CounterMetricFamily:
+    kind, doc, declared = BROKER_METRICS[name]
+    assert declared == labels, (name, declared, labels)
+    if kind == "counter":
+        return CounterMetricFamily(name, doc, labels=list(labels))
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+class BrokerCollector:
+    """A prometheus-client collector over the broker; register it on the admin service's registry."""
+
+    def __init__(self, client: redis.Redis[bytes], settings: Settings, dlq_stats: Any = None) -> None:
+        self._client = client
+        self._settings = settings
+        # A callable returning the DLQ store's Stats (total, by_field, counters), or None.
+        self._dlq_stats = dlq_stats
+
+    def collect(self) -> Iterator[Metric]:
+        now_s = time.time()
+        lane_lists = {p: keys.lane_lists(keys.lane_name(p)) for p in Priority}
+        pipe = self._client.pipeline(transaction=False)
+        for lists in lane_lists.values():
+            for name in lists:
+                pipe.llen(name)
+                pipe.lindex(name, -1)
+        pipe.hgetall(keys.OVERFLOW_COUNTS)
+        pipe.hgetall(keys.ENQUEUED_COUNTS)
+        pipe.hvals("unacked")
+        results = pipe.execute()
+        overflow_raw, enqueued_raw, unacked = results[-3:]
+
+        depth: dict[Priority, int] = {}
+        oldest: dict[Priority, float | None] = {}
+        position = 0
+        for priority, lists in lane_lists.items():
+            total, first = 0, None
+            for _ in lists:
+                length, tail = results[position], results[position + 1]
+                position += 2
+                total += int(length)
+                stamp = enqueued_at_of(tail)
+                if stamp is not None and (first is None or stamp < first):
+                    first = stamp
+            depth[priority], oldest[priority] = total, first
+        reserved = reserved_by_lane(unacked)
+        workers = read_workers(self._client, now_s)
+
+        yield from self._lanes(depth, oldest, reserved, now_s)
+        yield from self._producers(overflow_raw, enqueued_raw)
+        yield from self._workers(workers, now_s)
+        yield from self._dlq()
+
+    def _lanes(
+        self,
+        depth: Mapping[Priority, int],
+        oldest: Mapping[Priority, float | None],
+        reserved: Tally[str],
+        now_s: float,
+    ) -> Iterator[Metric]:
+        p = "storefront_jobs_"
+        depth_f = _family(p + "queue_depth", labels=("priority",))
+        reserved_f = _family(p + "queue_reserved", labels=("priority",))
+        capacity_f = _family(p + "queue_capacity", labels=("priority",))
+        age_f = _family(p + "job_age_seconds", labels=("priority",))
+        length_f = _family("celery_queue_length", labels=("queue_name",))
+        for priority in Priority:
+            label = [priority.label]
+            depth_f.add_metric(label, depth[priority])
+            reserved_f.add_metric(label, reserved.get(keys.lane_name(priority), 0))
+            capacity_f.add_metric(label, self._settings.capacity(priority))
+            first = oldest[priority]
+            age_f.add_metric(label, max(0.0, now_s - first) if first is not None else 0.0)
+            length_f.add_metric([keys.lane_name(priority)], depth[priority])
+        yield from (depth_f, reserved_f, capacity_f, age_f, length_f)
+
+    def _producers(
+        self, overflow_raw: dict[bytes, bytes], enqueued_raw: dict[bytes, bytes]
+    ) -> Iterator[Metric]:
+        overflow_f = _family("storefront_jobs_queue_overflow", labels=("priority",))
+        overflow = {k.decode(): int(v) for k, v in overflow_raw.items()}
+        for priority in Priority:
+            overflow_f.add_metric([priority.label], overflow.get(priority.label, 0))
+        enqueued_f = _family("storefront_jobs_job_enqueued", labels=("queue", "priority"))
+        sent_f = _family("celery_task_sent", labels=("name", "hostname", "queue_name"))
+        per_job: Tally[tuple[str, str]] = Tally()
+        for field, value in enqueued_raw.items():
+            parsed = parse_enqueued_field(field.decode())
+            if parsed is None:
+                continue
+            label, job_queue, task, host = parsed
+            per_job[(job_queue, label)] += int(value)
+            sent_f.add_metric([task, host, f"p{Priority.parse(label).value}.{label}"], int(value))
+        for (job_queue, label), count in sorted(per_job.items()):
+            enqueued_f.add_metric([job_queue, label], count)
+        yield from (overflow_f, enqueued_f, sent_f)
+
+    def _workers(self, workers: list[WorkerBeat], now_s: float) -> Iterator[Metric]:
+        up_f = _family("celery_worker_up", labels=("hostname",))
+        pools_f = _family("storefront_jobs_workers", labels=("priority",))
+        active_workers_f = _family("celery_active_worker_count", labels=("queue_name",))
+        processes_f = _family("celery_active_process_count", labels=("queue_name",))
+        pools: Tally[str] = Tally()
+        processes: Tally[str] = Tally()
+        up_by_host: dict[str, int] = {}
+        for beat in workers:
+            alive = beat.alive(now_s)
+            up_by_host[beat.hostname] = max(up_by_host.get(beat.hostname, 0), int(alive))
+            if alive:
+                for lane in beat.lanes:
+                    pools[lane] += 1
+                    processes[lane] += beat.concurrency
+        for host, up in sorted(up_by_host.items()):
+            up_f.add_metric([host], up)
+        for priority in Priority:
+            lane = keys.lane_name(priority)
+            pools_f.add_metric([priority.label], pools.get(lane, 0))
+            active_workers_f.add_metric([lane], pools.get(lane, 0))
+            processes_f.add_metric([lane], processes.get(lane, 0))
+        yield from (up_f, pools_f, active_workers_f, processes_f)
+
+    def _dlq(self) -> Iterator[Metric]:
+        if self._dlq_stats is None:
+            return
+        stats = self._dlq_stats()
+        depth_f = _family("storefront_jobs_dlq_depth", labels=("queue",))
+        for queue, count in sorted(stats.by_field.get("queue", {}).items()):
+            depth_f.add_metric([queue], count)
+        added_f = _family("storefront_jobs_dlq_added", labels=("reason",))
+        removed_f = _family("storefront_jobs_dlq_removed", labels=("action",))
+        for name, count in sorted(stats.counters.items()):
+            kind, _, value = name.partition(":")
+            if kind == "added":
+                added_f.add_metric([value], count)
+            elif kind == "removed":
+                removed_f.add_metric([value], count)
+        yield from (depth_f, added_f, removed_f)

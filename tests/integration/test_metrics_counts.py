@@ -1,0 +1,122 @@
+"""Counts are exact on a prefork pool, across recycled children, and broker gauges need no worker."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterable
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from storefront_jobs import get_default_app
+from storefront_jobs.metrics.broker import BrokerCollector
+from tests.integration import jobs
+from tests.support.workers import WorkerFactory, wait_until
+
+pytestmark = pytest.mark.integration
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def total(samples: Samples, metric: str, /, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == metric and wanted <= set(ls))
+
+
+def label_sets(samples: Samples, name: str) -> Iterable[dict[str, str]]:
+    return [dict(ls) for (n, ls) in samples if n == name]
+
+
+def scrape(url: str) -> Samples:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return parse(response.read().decode())
+
+
+def broker_samples(client: redis.Redis) -> Samples:
+    app = get_default_app()
+    registry = CollectorRegistry()
+    registry.register(BrokerCollector(client, app.storefront_settings))  # type: ignore[arg-type]
+    return parse(generate_latest(registry).decode())
+
+
+def test_every_counter_is_exact_after_2000_jobs(redis_client: redis.Redis, workers: WorkerFactory) -> None:
+    # Given 2,000 jobs: 200 that fail for good, 200 that fail once then succeed, 1,600 that succeed
+    modes = {n: "dead" if n % 10 == 0 else "flaky" if n % 10 == 1 else "ok" for n in range(2000)}
+    for n, mode in modes.items():
+        jobs.counted.delay(n, mode)
+
+    # When a prefork pool of 2 processes, recycled every 150 jobs, runs them all
+    worker = workers.start("DEFAULT", concurrency=2, extra=("--max-tasks-per-child", "150"))
+    q = {"queue": "metrics.counted", "priority": "default"}
+
+    def finished() -> bool:
+        s = scrape(worker.metrics_url)
+        done = total(s, "storefront_jobs_job_completed_total", **q)
+        failed_for_good = total(s, "storefront_jobs_job_exhausted_total", **q)
+        return done + failed_for_good >= 2000
+
+    wait_until(finished, timeout_s=180, interval_s=0.5)
+    s = scrape(worker.metrics_url)
+
+    # Then the runbook counters equal the true counts
+    assert total(s, "storefront_jobs_job_started_total", **q) == 2200
+    assert total(s, "storefront_jobs_job_completed_total", **q) == 1800
+    assert total(s, "storefront_jobs_job_failed_total", attempt="1", **q) == 400
+    assert total(s, "storefront_jobs_job_failed_total", **q) == 400
+    assert total(s, "storefront_jobs_job_retried_total", attempt="1", **q) == 200
+    assert total(s, "storefront_jobs_job_retry_success_total", attempt="2", **q) == 200
+    assert total(s, "storefront_jobs_job_exhausted_total", reason="non_retryable", **q) == 200
+    assert total(s, "storefront_jobs_job_duration_seconds_count", status="success", **q) == 1800
+    assert total(s, "storefront_jobs_job_duration_seconds_count", status="failed", **q) == 400
+    assert total(s, "storefront_jobs_job_wait_time_seconds_count", **q) == 2200
+
+    # And the celery-exporter family carries celery-exporter's labels
+    c = {"name": "tests.integration.jobs.counted", "queue_name": "p2.default"}
+    assert total(s, "celery_task_received_total", **c) == 2200
+    assert total(s, "celery_task_started_total", **c) == 2200
+    assert total(s, "celery_task_succeeded_total", **c) == 1800
+    assert total(s, "celery_task_retried_total", **c) == 200
+    assert total(s, "celery_task_failed_total", exception="PermanentFailure", **c) == 200
+    assert total(s, "celery_task_runtime_count", **c) == 1800
+    hostnames = {ls["hostname"] for ls in label_sets(s, "celery_task_received_total")}
+    assert hostnames == {worker.nodename.split("@", 1)[1]}
+    assert all("@" not in h for h in hostnames)
+    # Zero-initialised like celery-exporter: the failed counter exists with exception="".
+    assert (
+        "celery_task_failed_total",
+        frozenset({**c, "hostname": hostnames.pop(), "exception": ""}.items()),
+    ) in s
+
+    # And producer-side counts come from Redis, exact as well
+    b = broker_samples(redis_client)
+    assert total(b, "storefront_jobs_job_enqueued_total", **q) == 2000
+    assert total(b, "celery_task_sent_total", name=c["name"], queue_name="p2.default") == 2000
+    assert total(b, "celery_worker_up") >= 1
+
+
+def test_broker_gauges_need_no_worker(redis_client: redis.Redis) -> None:
+    # Given jobs waiting in two lanes, some in a kombu priority sub-list, and no worker at all
+    for n in range(7):
+        jobs.urgent.delay(n)
+    for n in range(5):
+        jobs.sleepy_bulk.delay(n, 0)
+    redis_client.lpush("p4.bulk\x06\x166", "{}", "{}", "{}")
+
+    b = broker_samples(redis_client)
+
+    assert total(b, "storefront_jobs_queue_depth", priority="critical") == 7
+    assert total(b, "storefront_jobs_queue_depth", priority="bulk") == 8
+    assert total(b, "celery_queue_length", queue_name="p4.bulk") == 8
+    assert total(b, "storefront_jobs_queue_depth", priority="high") == 0
+    assert 0 <= total(b, "storefront_jobs_job_age_seconds", priority="critical") < 60
+    assert total(b, "storefront_jobs_workers", priority="critical") == 0
