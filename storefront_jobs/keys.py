@@ -15,6 +15,52 @@ Storage layout (one Redis database, shared with kombu):
 ``storefront:overflow``
     Hash, priority label -> number of enqueues refused because the lane was
     full. Counted in Redis so that every producer process adds to one number.
+``storefront:enqueued``
+    Hash, ``<priority>\t<job queue>\t<task>\t<producer host>`` -> jobs
+    accepted into a lane, counted by the same script that checks capacity
+    (no extra round trip); the admin service exports it as
+    ``storefront_jobs_job_enqueued_total`` and ``celery_task_sent_total``.
+``storefront:workers``
+    Hash, worker node name -> JSON heartbeat of a pool (lanes, processes,
+    running jobs, time), rewritten every 5 s (:mod:`storefront_jobs.heartbeat`).
+``storefront:demo:progress``
+    Hash, ``<job>:<outcome>`` -> count (outcomes: sent, done, retried, failed,
+    refused), written by the example jobs and the demo workload of
+    ``storefront-jobs dev`` and read by its status table. Nothing else uses it.
+
+Dead-letter queue (owned by :mod:`storefront_jobs.deadletter.store`; every
+DLQ key starts with ``storefront:dlq:``). Each entry has a unique *score*,
+its ``failedAt`` nudged by microseconds until no other entry has it, so a
+score alone is a stable cursor:
+
+``storefront:dlq:records``
+    Hash, execution id -> the DLQ record as JSON (the export line).
+``storefront:dlq:meta``
+    Hash, execution id -> JSON object of the entry's index values
+    (field -> value), so a removal knows which indexes to clean.
+``storefront:dlq:timeline``
+    Sorted set, execution id -> score: every entry, oldest first; trimming
+    by count and age reads it.
+``storefront:dlq:idx:<field>:<value>``
+    Sorted set per index value (fields: queue, priority, task, tenant, error,
+    reason), execution id -> score: filtered listing walks the smallest one.
+``storefront:dlq:count:<field>``
+    Hash, value -> number of entries; ``dlq stats`` and the depth gauges.
+``storefront:dlq:stats``
+    Hash of counters: ``added:<reason>``, ``removed:<action>`` (replay,
+    delete, trim, expire), ``imported``.
+``storefront:dlq:attempts:<execution id>``
+    List of JSON attempt errors of a job still retrying; folded into its
+    record at capture, expires on its own otherwise.
+``storefront:dlq:replayed:<execution id>``
+    String, the new execution id an entry was replayed as; expires with the
+    DLQ retention. Makes a repeated replay of the same id a no-op.
+``storefront:dlq:audit``
+    Sorted set, operation id -> start time: the audit log, newest kept.
+``storefront:dlq:audit:<operation id>``
+    Hash: action, actor, source, filter, count, status, times.
+``storefront:dlq:idempotency:<sha256 of key>``
+    String, the stored answer of an admin API replay request; expires.
 """
 
 from __future__ import annotations
@@ -31,6 +77,12 @@ KOMBU_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 KOMBU_SEP = "\x06\x16"
 
 OVERFLOW_COUNTS = KEY_PREFIX + "overflow"
+#: Hash, ``<priority>\t<job queue>\t<task>\t<producer host>`` -> first enqueues accepted (retries excluded).
+ENQUEUED_COUNTS = KEY_PREFIX + "enqueued"
+#: Hash, worker node name -> JSON heartbeat (lanes, processes, running jobs, time); see heartbeat.py.
+WORKERS = KEY_PREFIX + "workers"
+#: Progress counters of the example jobs (``storefront_jobs.examples``), for ``storefront-jobs dev``.
+DEMO_PROGRESS = KEY_PREFIX + "demo:progress"
 
 
 def lane_name(priority: Priority) -> str:
@@ -59,3 +111,49 @@ def lane_lists(
     step gets its own list.
     """
     return [prefix + lane] + [f"{prefix}{lane}{sep}{step}" for step in steps if step]
+
+
+# --- Dead-letter queue -------------------------------------------------------
+
+DLQ_PREFIX = KEY_PREFIX + "dlq:"
+DLQ_RECORDS = DLQ_PREFIX + "records"
+DLQ_META = DLQ_PREFIX + "meta"
+DLQ_TIMELINE = DLQ_PREFIX + "timeline"
+#: Prefix of the per-value index sorted sets; the Lua scripts append ``<field>:<value>``.
+DLQ_INDEX_PREFIX = DLQ_PREFIX + "idx:"
+#: Prefix of the per-field count hashes; the Lua scripts append ``<field>``.
+DLQ_COUNT_PREFIX = DLQ_PREFIX + "count:"
+DLQ_STATS = DLQ_PREFIX + "stats"
+DLQ_AUDIT = DLQ_PREFIX + "audit"
+#: Fields a DLQ entry is indexed by, in the order of ``storefront:dlq:meta`` values.
+DLQ_INDEX_FIELDS: tuple[str, ...] = ("queue", "priority", "task", "tenant", "error", "reason")
+
+
+def dlq_index(field: str, value: str) -> str:
+    """Sorted set of the entries whose ``field`` is ``value``."""
+    return f"{DLQ_INDEX_PREFIX}{field}:{value}"
+
+
+def dlq_counts(field: str) -> str:
+    """Hash, value of ``field`` -> number of entries."""
+    return DLQ_COUNT_PREFIX + field
+
+
+def dlq_attempts(execution_id: str) -> str:
+    """List of the attempt errors of a job that is still retrying."""
+    return f"{DLQ_PREFIX}attempts:{execution_id}"
+
+
+def dlq_replayed(execution_id: str) -> str:
+    """The execution id an entry was replayed as."""
+    return f"{DLQ_PREFIX}replayed:{execution_id}"
+
+
+def dlq_audit_entry(operation_id: str) -> str:
+    """Hash describing one audited DLQ operation."""
+    return f"{DLQ_AUDIT}:{operation_id}"
+
+
+def dlq_idempotency(key_digest: str) -> str:
+    """Stored answer of an admin API request with an idempotency key (by its digest)."""
+    return f"{DLQ_PREFIX}idempotency:{key_digest}"
