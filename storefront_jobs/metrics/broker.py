@@ -101,7 +101,8 @@ class BrokerCollector:
         yield from self._lanes(depth, oldest, reserved, now_s)
         yield from self._producers(overflow_raw, enqueued_raw)
         yield from self._workers(workers, now_s)
-        yield from self._dlq()
+        known_queues = {parsed[1] for f in enqueued_raw if (parsed := parse_enqueued_field(f.decode()))}
+        yield from self._dlq(known_queues)
 
     def _lanes(
         self,
@@ -171,12 +172,15 @@ class BrokerCollector:
             processes_f.add_metric([lane], processes.get(lane, 0))
         yield from (up_f, pools_f, active_workers_f, processes_f)
 
-    def _dlq(self) -> Iterator[Metric]:
+    def _dlq(self, known_queues: set[str]) -> Iterator[Metric]:
         if self._dlq_stats is None:
             return
         stats = self._dlq_stats()
         depth_f = _family("storefront_jobs_dlq_depth", labels=("queue",))
-        for queue, count in sorted(stats.by_field.get("queue", {}).items()):
+        # Job queues that ever enqueued report 0 rather than vanish, so that
+        # the runbook's `dlq_depth == 0` check after a purge has a series to read.
+        depths = dict.fromkeys(known_queues, 0) | dict(stats.by_field.get("queue", {}))
+        for queue, count in sorted(depths.items()):
             depth_f.add_metric([queue], count)
         added_f = _family("storefront_jobs_dlq_added", labels=("reason",))
         removed_f = _family("storefront_jobs_dlq_removed", labels=("action",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
@@ -120,3 +121,20 @@ def test_broker_gauges_need_no_worker(redis_client: redis.Redis) -> None:
     assert total(b, "storefront_jobs_queue_depth", priority="high") == 0
     assert 0 <= total(b, "storefront_jobs_job_age_seconds", priority="critical") < 60
     assert total(b, "storefront_jobs_workers", priority="critical") == 0
+
+
+def test_a_pool_endpoint_can_require_a_token(redis_client: redis.Redis, workers: WorkerFactory) -> None:
+    worker = workers.start("LOW", settings={"metrics_token": "scrape-token-1"})
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(worker.metrics_url, timeout=5)
+    assert refused.value.code == 401
+    request = urllib.request.Request(worker.metrics_url, headers={"Authorization": "Bearer scrape-token-1"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert b"celery_worker_tasks_active" in response.read()
+    q_metrics = urllib.request.Request(
+        worker.metrics_url.replace("/metrics", "/q/metrics"),
+        headers={"Authorization": "Bearer scrape-token-1"},
+    )
+    with urllib.request.urlopen(q_metrics, timeout=5) as response:
+        assert response.status == 200
