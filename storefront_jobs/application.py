@@ -118,8 +118,10 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
         enable_utc=True,
     )
     from storefront_jobs import signals  # noqa: PLC0415 - signals import the task module, which imports this one
+    from storefront_jobs.deadletter import capture  # noqa: PLC0415 - same cycle
 
     signals.install()
+    capture.install()
     return app
 
 

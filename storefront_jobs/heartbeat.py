@@ -35,12 +35,17 @@ FORGET_AFTER_S = 3600.0
 
 @dataclasses.dataclass(frozen=True)
 class WorkerBeat:
+    """One pool's announcement: ``lanes`` it was started for, ``consuming`` now (minus paused ones)."""
+
     nodename: str
     lanes: list[str]
     concurrency: int
     active: int
     pid: int
     at_s: float
+    consuming: list[str] = dataclasses.field(default_factory=list)
+    #: Jobs finished (any outcome) since the pool started; `capacity` derives throughput from it.
+    processed: int = 0
 
     @property
     def hostname(self) -> str:
@@ -85,12 +90,20 @@ class Heartbeat:
         lanes: list[str],
         concurrency: int,
         active: Callable[[], int],
+        *,
+        consuming: Callable[[], list[str]] | None = None,
+        processed: Callable[[], int] | None = None,
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._nodename = nodename
         self._lanes = lanes
         self._concurrency = concurrency
         self._active = active
+        self._consuming = consuming or (lambda: list(lanes))
+        self._processed = processed or (lambda: 0)
+        # Runs after each beat in the heartbeat thread (the pause reconciler).
+        self._on_beat = on_beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="storefront-heartbeat", daemon=True)
 
@@ -102,6 +115,8 @@ class Heartbeat:
             active=self._active(),
             pid=os.getpid(),
             at_s=time.time(),
+            consuming=self._consuming(),
+            processed=self._processed(),
         )
         self._client.hset(keys.WORKERS, self._nodename, beat.encode())
 
@@ -109,9 +124,13 @@ class Heartbeat:
         while not self._stop.wait(HEARTBEAT_INTERVAL_S):
             try:
                 self.beat()
+                if self._on_beat is not None:
+                    self._on_beat()
             except redis.RedisError as exc:
                 # Redis may be restarting: keep beating, the next one will land.
                 logger.warning("heartbeat not written: %s", exc)
+            except Exception:
+                logger.exception("heartbeat hook failed")
 
     def start(self) -> None:
         self.beat()
@@ -128,3 +147,8 @@ class Heartbeat:
 
 def describe_active(state_module: Any) -> Callable[[], int]:
     return lambda: len(state_module.active_requests)
+
+
+def describe_processed(state_module: Any) -> Callable[[], int]:
+    # celery.worker.state.total_count is kept by the main process for every finished job.
+    return lambda: int(sum(state_module.total_count.values()))

@@ -23,6 +23,13 @@ Storage layout (one Redis database, shared with kombu):
 ``storefront:workers``
     Hash, worker node name -> JSON heartbeat of a pool (lanes, processes,
     running jobs, time), rewritten every 5 s (:mod:`storefront_jobs.heartbeat`).
+``storefront:paused``
+    Set of lane names paused by ``storefront-jobs queues pause``; every pool
+    re-reads it with each heartbeat, so a pause survives restarts and reaches
+    a pool that missed the broadcast (:mod:`storefront_jobs.pausing`).
+``storefront:scheduler``
+    Hash written by ``storefront-jobs beat``: ``enabled`` (1/0) and ``tick``
+    (time of the last scheduler tick), read by ``/q/health``.
 ``storefront:demo:progress``
     Hash, ``<job>:<outcome>`` -> count (outcomes: sent, done, retried, failed,
     refused), written by the example jobs and the demo workload of
@@ -81,6 +88,10 @@ OVERFLOW_COUNTS = KEY_PREFIX + "overflow"
 ENQUEUED_COUNTS = KEY_PREFIX + "enqueued"
 #: Hash, worker node name -> JSON heartbeat (lanes, processes, running jobs, time); see heartbeat.py.
 WORKERS = KEY_PREFIX + "workers"
+#: Set of lane names whose consumption is paused; workers reconcile with it.
+PAUSED_LANES = KEY_PREFIX + "paused"
+#: Hash: the scheduler's state (enabled, last tick) as written by `storefront-jobs beat`.
+SCHEDULER = KEY_PREFIX + "scheduler"
 #: Progress counters of the example jobs (``storefront_jobs.examples``), for ``storefront-jobs dev``.
 DEMO_PROGRESS = KEY_PREFIX + "demo:progress"
 

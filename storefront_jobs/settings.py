@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     #: Send Celery task events on every job (Flower turns them on while it runs anyway).
     task_events: bool = False
+    #: Where ``storefront-jobs flower`` listens. Loopback by default: an auth
+    #: proxy in the same pod reaches it there, and nothing else can (see docs/flower.md).
+    flower_port: Annotated[int, Field(ge=1, le=65535)] = 5555
+    flower_address: str = "127.0.0.1"
+    #: Flower's basic-auth users, ``user:password[,user2:password2]``.
+    flower_basic_auth: SecretStr | None = None
 
     @field_validator("imports", mode="before")
     @classmethod
@@ -176,6 +182,19 @@ class Settings(BaseSettings):
                 raise ValueError("every admin token must be at least 8 characters long")
         return value
 
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _check_flower_users(cls, value: SecretStr | None) -> SecretStr | None:
+        # A ConfigurationError, not a ValueError: pydantic would put the value,
+        # passwords included, in the error that start-up prints.
+        if value is None:
+            return None
+        try:
+            pairs = basic_auth_pairs(value.get_secret_value())
+        except ValueError as exc:
+            raise ConfigurationError(f"{ENV_PREFIX}FLOWER_BASIC_AUTH: {exc}") from None
+        return SecretStr(",".join(f"{user}:{password}" for user, password in pairs))
+
     def retry_policy(self, priority: Priority) -> RetryPolicy:
         return self.retry.policy_for(priority)
 
@@ -196,6 +215,27 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+
+def basic_auth_pairs(text: str) -> list[tuple[str, str]]:
+    """``user:password[,user2:password2]`` as pairs; errors name the entry, never its text.
+
+    Flower splits its ``--basic_auth`` option on commas and compares
+    ``user:password`` whole, so a password may hold ``:`` but not ``,``.
+    """
+    entries = [entry.strip() for entry in text.split(",")]
+    pairs = []
+    for number, entry in enumerate(entries, start=1):
+        user, colon, password = entry.partition(":")
+        if not colon or not user or not password:
+            raise ValueError(
+                f"entry {number} of {len(entries)} is not user:password; accepted: "
+                "user:password[,user2:password2] (no ',' inside a password)"
+            )
+        if len(password) < 8:
+            raise ValueError(f"the password of user {user!r} is shorter than 8 characters")
+        pairs.append((user, password))
+    return pairs
 
 
 def env_var_name(loc: tuple[int | str, ...]) -> str:

@@ -33,10 +33,16 @@ def main() -> None:
 
 
 def _register() -> None:
-    from storefront_jobs.cli import dev, worker  # noqa: PLC0415 - commands register themselves
+    from storefront_jobs.cli import beat, capacity, dev, dlq, flower, queues, serve, worker  # noqa: PLC0415 - commands register themselves
 
     main.add_command(worker.worker)
     main.add_command(dev.dev)
+    main.add_command(dlq.dlq)
+    main.add_command(serve.serve)
+    main.add_command(flower.flower)
+    main.add_command(queues.queues)
+    main.add_command(capacity.capacity)
+    main.add_command(beat.beat)
 
 
 _register()

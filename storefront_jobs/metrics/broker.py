@@ -10,7 +10,6 @@ countdown).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator, Mapping
@@ -25,30 +24,7 @@ from storefront_jobs.heartbeat import WorkerBeat, read_workers
 from storefront_jobs.metrics.definitions import BROKER_METRICS
 from storefront_jobs.priorities import Priority
 from storefront_jobs.settings import Settings
-
-
-def enqueued_at_of(raw_message: bytes | str | None) -> float | None:
-    """The ``enqueuedAt`` header of a kombu message as stored in a Redis list, if any."""
-    if raw_message is None:
-        return None
-    try:
-        headers = json.loads(raw_message).get("headers") or {}
-        value = headers.get("enqueuedAt")
-        return float(value) if value is not None else None
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def reserved_by_lane(unacked_values: list[bytes]) -> Tally[str]:
-    """Count kombu's unacked entries (``[message, exchange, routing_key]``) per lane."""
-    tally: Tally[str] = Tally()
-    for raw in unacked_values:
-        try:
-            _message, _exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        tally[str(routing_key)] += 1
-    return tally
+from storefront_jobs.snapshot import LaneState, read_lanes
 
 
 def _family(name: str, *, labels: tuple[str, ...]) -> GaugeMetricFamily | CounterMetricFamily:
@@ -70,62 +46,37 @@ class BrokerCollector:
 
     def collect(self) -> Iterator[Metric]:
         now_s = time.time()
-        lane_lists = {p: keys.lane_lists(keys.lane_name(p)) for p in Priority}
+        lanes = read_lanes(self._client)
         pipe = self._client.pipeline(transaction=False)
-        for lists in lane_lists.values():
-            for name in lists:
-                pipe.llen(name)
-                pipe.lindex(name, -1)
         pipe.hgetall(keys.OVERFLOW_COUNTS)
         pipe.hgetall(keys.ENQUEUED_COUNTS)
-        pipe.hvals("unacked")
-        results = pipe.execute()
-        overflow_raw, enqueued_raw, unacked = results[-3:]
-
-        depth: dict[Priority, int] = {}
-        oldest: dict[Priority, float | None] = {}
-        position = 0
-        for priority, lists in lane_lists.items():
-            total, first = 0, None
-            for _ in lists:
-                length, tail = results[position], results[position + 1]
-                position += 2
-                total += int(length)
-                stamp = enqueued_at_of(tail)
-                if stamp is not None and (first is None or stamp < first):
-                    first = stamp
-            depth[priority], oldest[priority] = total, first
-        reserved = reserved_by_lane(unacked)
+        pipe.smembers(keys.PAUSED_LANES)
+        overflow_raw, enqueued_raw, paused_raw = pipe.execute()
         workers = read_workers(self._client, now_s)
 
-        yield from self._lanes(depth, oldest, reserved, now_s)
+        yield from self._lanes(lanes, {m.decode() for m in paused_raw}, now_s)
         yield from self._producers(overflow_raw, enqueued_raw)
         yield from self._workers(workers, now_s)
         known_queues = {parsed[1] for f in enqueued_raw if (parsed := parse_enqueued_field(f.decode()))}
         yield from self._dlq(known_queues)
 
-    def _lanes(
-        self,
-        depth: Mapping[Priority, int],
-        oldest: Mapping[Priority, float | None],
-        reserved: Tally[str],
-        now_s: float,
-    ) -> Iterator[Metric]:
+    def _lanes(self, lanes: Mapping[Priority, LaneState], paused: set[str], now_s: float) -> Iterator[Metric]:
         p = "storefront_jobs_"
         depth_f = _family(p + "queue_depth", labels=("priority",))
         reserved_f = _family(p + "queue_reserved", labels=("priority",))
         capacity_f = _family(p + "queue_capacity", labels=("priority",))
         age_f = _family(p + "job_age_seconds", labels=("priority",))
+        paused_f = _family(p + "lane_paused", labels=("priority",))
         length_f = _family("celery_queue_length", labels=("queue_name",))
-        for priority in Priority:
+        for priority, state in lanes.items():
             label = [priority.label]
-            depth_f.add_metric(label, depth[priority])
-            reserved_f.add_metric(label, reserved.get(keys.lane_name(priority), 0))
+            depth_f.add_metric(label, state.depth)
+            reserved_f.add_metric(label, state.reserved)
             capacity_f.add_metric(label, self._settings.capacity(priority))
-            first = oldest[priority]
-            age_f.add_metric(label, max(0.0, now_s - first) if first is not None else 0.0)
-            length_f.add_metric([keys.lane_name(priority)], depth[priority])
-        yield from (depth_f, reserved_f, capacity_f, age_f, length_f)
+            age_f.add_metric(label, state.oldest_age_s(now_s))
+            paused_f.add_metric(label, int(keys.lane_name(priority) in paused))
+            length_f.add_metric([keys.lane_name(priority)], state.depth)
+        yield from (depth_f, reserved_f, capacity_f, age_f, paused_f, length_f)
 
     def _producers(
         self, overflow_raw: dict[bytes, bytes], enqueued_raw: dict[bytes, bytes]

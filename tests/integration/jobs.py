@@ -20,6 +20,7 @@ from storefront_jobs import (
     PermanentFailure,
     Priority,
     current_tenant,
+    get_default_app,
     job_exhausted,
     priority_task,
 )
@@ -130,3 +131,124 @@ def flaky_analytics(tag: str, error: str = "connection") -> None:
     if error == "connection":
         raise ConnectionError("warehouse unreachable")
     raise ValueError("bad metric name")
+
+
+@priority_task(
+    Priority.DEFAULT, queue="metrics.counted", retry={"initial_delay_s": 0.01, "max_delay_s": 0.01}
+)
+def counted(n: int, mode: str) -> None:
+    """ok: succeeds; flaky: fails its first attempt, then succeeds; dead: fails for good."""
+    from celery import current_task
+
+    if mode == "dead":
+        raise PermanentFailure(f"job {n} cannot succeed")
+    if mode == "flaky" and current_task.request.retries == 0:
+        raise ConnectionError(f"job {n} hit a blip")
+
+
+# --- Dead-letter queue tests (tests/integration/test_dlq_*.py) -----------------
+
+_FAST_RETRY = {"max_retries": 2, "initial_delay_s": 0.05, "max_delay_s": 0.05, "multiplier": 1.0}
+
+
+@priority_task(Priority.HIGH, queue="dlq.tests", retry=_FAST_RETRY)
+def dlq_exhausts(order: dict[str, Any], note: str = "") -> None:
+    raise TimeoutError(f"upstream timed out for order {order['id']}")
+
+
+@priority_task(Priority.BULK, queue="dlq.tests")
+def dlq_rejects(tag: str) -> None:
+    from celery.exceptions import Reject
+
+    raise Reject(f"poison message {tag}", requeue=False)
+
+
+@priority_task(Priority.BULK, queue="dlq.tests", time_limit=1)
+def dlq_overruns(tag: str) -> None:
+    time.sleep(30)
+
+
+@priority_task(Priority.BULK, queue="dlq.tests")
+def dlq_blocks(tag: str, sleep_s: float) -> None:
+    """Sleeps so that a test can SIGKILL its pool child (pid in ``test:pids:<tag>``)."""
+    _record(f"test:pids:{tag}", pid=os.getpid())
+    time.sleep(sleep_s)
+
+
+@priority_task(Priority.HIGH, queue="dlq.tests", retry={**_FAST_RETRY, "max_retries": 1})
+def dlq_blocks_then_succeeds(tag: str, sleep_s: float) -> None:
+    """Blocks on its first attempt only (a test kills it there); the retry succeeds."""
+    retries = dlq_blocks_then_succeeds.request.retries
+    _record(f"test:pids:{tag}", pid=os.getpid(), retries=retries)
+    if not retries:
+        time.sleep(sleep_s)
+    _record(f"test:done:{tag}", retries=retries)
+
+
+@priority_task(Priority.DEFAULT, queue="dlq.replays")
+def dlq_records_run(n: int, payload: dict[str, Any] | None = None) -> None:
+    """Reports each run: its execution id, replay headers and the lane it came from."""
+    request = dlq_records_run.request
+    headers = request.headers or {}
+    _record(
+        "test:runs",
+        id=request.id,
+        n=n,
+        payload=payload,
+        replayOf=headers.get("replayOf"),
+        replayCount=headers.get("replayCount"),
+        attempt=headers.get("attempt"),
+        lane=(request.delivery_info or {}).get("routing_key"),
+        tenantId=current_tenant(),
+    )
+
+
+@priority_task(Priority.HIGH, queue="notifications")
+def blocking_high(n: int) -> None:
+    """Holds its process until the test sets ``test:release`` (20 s at most)."""
+    _record("test:starts:order", kind="blocker", n=n)
+    client = _redis()
+    deadline = time.monotonic() + 20
+    while not client.exists("test:release") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@priority_task(Priority.HIGH, queue="notifications")
+def ordered_high(n: int) -> None:
+    _record("test:starts:order", kind="high", n=n)
+
+
+@priority_task(Priority.LOW, queue="cache.warming")
+def periodic_tick() -> None:
+    _record("test:ticks")
+
+
+# Sent by Celery beat only while a scheduler runs (tests/integration/test_scheduler.py).
+get_default_app().add_periodic_task(0.5, periodic_tick.s(), name="tests.periodic_tick")
+
+
+# --- Chaos tests (tests/chaos/): every run reports to the ledger of tests/chaos/accounting.py -----
+
+_CHAOS_RETRY = {"max_retries": 3, "initial_delay_s": 0.05, "max_delay_s": 0.2, "multiplier": 2.0}
+
+
+@priority_task(Priority.DEFAULT, queue="chaos.work", retry=_CHAOS_RETRY)
+def chaos_work(run: str, job_id: str, sleep_s: float = 0.0) -> None:
+    """A job that takes ``sleep_s`` and records its start and its completion."""
+    from tests.chaos import accounting
+
+    accounting.job_started(run, job_id)
+    if sleep_s:
+        time.sleep(sleep_s)
+    accounting.job_finished(run, job_id)
+
+
+@priority_task(Priority.DEFAULT, queue="chaos.poison", retry={**_CHAOS_RETRY, "max_retries": 2})
+def chaos_poison(run: str, job_id: str) -> None:
+    """Kills the pool process that runs it, every time (a segfault, an OOM kill)."""
+    import signal
+
+    from tests.chaos import accounting
+
+    accounting.job_started(run, job_id)
+    os.kill(os.getpid(), signal.SIGKILL)

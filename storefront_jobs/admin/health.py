@@ -1,0 +1,56 @@
+"""``GET /q/health``: is the broker reachable, which lanes have workers, is the scheduler on.
+
+Workers are read from their heartbeats in Redis (one ``HGETALL``), not by a
+broadcast to every worker: a health check must be cheap enough to be probed
+every few seconds, and must not wait on a slow worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from storefront_jobs import keys, pausing
+from storefront_jobs.heartbeat import WorkerBeat, read_workers
+from storefront_jobs.scheduler import scheduler_state
+
+
+def workers_per_lane(beats: list[WorkerBeat], now_s: float) -> dict[str, int]:
+    """For each lane, the pools alive (recent heartbeat) that consume it now."""
+    counts = dict.fromkeys(keys.LANES.values(), 0)
+    for beat in beats:
+        if not beat.alive(now_s):
+            continue
+        for lane in beat.consuming:
+            if lane in counts:
+                counts[lane] += 1
+    return counts
+
+
+def health(app: Any) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 200 when the broker answers, 503 when it does not."""
+    started = time.monotonic()
+    now_s = time.time()
+    settings_enabled = bool(app.storefront_settings.scheduler_enabled)
+    try:
+        client = app.redis
+        client.ping()
+        broker: dict[str, Any] = {"reachable": True, "latencyS": round(time.monotonic() - started, 6)}
+        beats = read_workers(client, now_s)
+        lanes: dict[str, int] | None = workers_per_lane(beats, now_s)
+        paused: list[str] | None = sorted(pausing.paused_lanes(client))
+        scheduler = scheduler_state(client, now_s)
+    except redis.RedisError as exc:
+        broker = {"reachable": False, "error": str(exc)}
+        lanes, paused, scheduler = None, None, {"enabled": None, "running": False, "lastTickAgeS": None}
+    body = {
+        "status": "UP" if broker["reachable"] else "DOWN",
+        "broker": broker,
+        "workersPerLane": lanes,
+        "pausedLanes": paused,
+        # `enabled` is this service's SCHEDULER_ENABLED; `beat` is what the running scheduler reports.
+        "scheduler": {"enabled": settings_enabled, "beat": scheduler},
+    }
+    return (200 if broker["reachable"] else 503), body

@@ -1,0 +1,86 @@
+"""Capacity planning: the runbook's scaling formula, per lane.
+
+``target_replicas = ceil(queue_depth / jobs_per_worker_per_minute / target_latency_minutes)``
+
+e.g. DEFAULT with 3,000 waiting, 10 jobs per worker per minute and a 30 s
+target: ``ceil(3000 / 10 / 0.5) = 600`` (likely past any maxReplicas: the
+runbook's hint to look at the workload rather than scale blindly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+
+from storefront_jobs.priorities import Priority
+
+#: The runbook's "scale up" depths per lane.
+SCALE_UP_DEPTH: dict[Priority, int] = {
+    Priority.CRITICAL: 100,
+    Priority.HIGH: 500,
+    Priority.DEFAULT: 1000,
+    Priority.LOW: 5000,
+    Priority.BULK: 5000,
+}
+
+
+def recommended_replicas(
+    depth: int, jobs_per_worker_per_minute: float, target_latency_s: float | None
+) -> int | None:
+    """Workers needed to drain ``depth`` jobs within the target; ``None`` for best effort (BULK)."""
+    if depth < 0:
+        raise ValueError(f"depth must be >= 0, got {depth}")
+    if jobs_per_worker_per_minute <= 0:
+        raise ValueError(f"jobs per worker per minute must be > 0, got {jobs_per_worker_per_minute}")
+    if target_latency_s is None:
+        return None
+    # Exact rational arithmetic: floats would turn 500 / 120 / (5 / 60) into 50.000000001 and ceil it to 51.
+    needed = Fraction(depth * 60) / (Fraction(jobs_per_worker_per_minute) * Fraction(target_latency_s))
+    return math.ceil(needed)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanePlan:
+    priority: Priority
+    depth: int
+    jobs_per_worker_per_minute: float | None
+    current_replicas: int
+    recommended_replicas: int | None
+
+    @property
+    def threshold(self) -> int:
+        return SCALE_UP_DEPTH[self.priority]
+
+    @property
+    def action(self) -> str:
+        if self.depth > self.threshold:
+            return "scale up now (depth above the runbook threshold)"
+        if self.recommended_replicas is not None and self.recommended_replicas > self.current_replicas:
+            return "scale up"
+        if self.jobs_per_worker_per_minute is None and self.depth > 0:
+            return "unknown throughput: pass --jobs-per-worker-per-minute"
+        return "ok"
+
+
+def plan_lane(
+    priority: Priority, depth: int, jobs_per_worker_per_minute: float | None, current_replicas: int
+) -> LanePlan:
+    recommended = (
+        recommended_replicas(depth, jobs_per_worker_per_minute, priority.target_latency_s)
+        if jobs_per_worker_per_minute
+        else None
+    )
+    return LanePlan(priority, depth, jobs_per_worker_per_minute, current_replicas, recommended)
+
+
+def throughput_per_worker_per_minute(
+    before: dict[str, int], after: dict[str, int], elapsed_s: float
+) -> float | None:
+    """Average jobs per pool per minute between two readings of pools' ``processed`` counters."""
+    pools = [name for name in after if name in before and after[name] >= before[name]]
+    if not pools or elapsed_s <= 0:
+        return None
+    per_pool = [(after[name] - before[name]) / elapsed_s * 60.0 for name in pools]
+    average = sum(per_pool) / len(per_pool)
+    return average if average > 0 else None

@@ -1,0 +1,103 @@
+"""``storefront-jobs capacity``: recommended replicas per lane from live depth and measured throughput."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from storefront_jobs import keys
+from storefront_jobs.capacity import LanePlan, plan_lane, throughput_per_worker_per_minute
+from storefront_jobs.heartbeat import WorkerBeat, read_workers
+from storefront_jobs.priorities import Priority
+from storefront_jobs.snapshot import read_lanes
+
+
+def _processed_by_pool(beats: list[WorkerBeat], lane: str) -> dict[str, int]:
+    return {b.nodename: b.processed for b in beats if lane in b.consuming}
+
+
+def _row(plan: LanePlan) -> dict[str, Any]:
+    return {
+        "lane": keys.lane_name(plan.priority),
+        "priority": plan.priority.name,
+        "waiting": plan.depth,
+        "targetLatencyS": plan.priority.target_latency_s,
+        "jobsPerWorkerPerMinute": plan.jobs_per_worker_per_minute,
+        "currentReplicas": plan.current_replicas,
+        "recommendedReplicas": plan.recommended_replicas,
+        "scaleUpDepth": plan.threshold,
+        "action": plan.action,
+    }
+
+
+@click.command()
+@click.option("--priority", "-p", "only", help="One lane only (default: every lane).")
+@click.option("--depth", type=click.IntRange(min=0), help="Waiting jobs to plan for (default: live depth).")
+@click.option(
+    "--jobs-per-worker-per-minute",
+    "rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Throughput of one worker pool (default: measured from pool heartbeats over --window).",
+)
+@click.option(
+    "--window", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds to measure."
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def capacity(only: str | None, depth: int | None, rate: float | None, window: float, fmt: str) -> None:
+    """ceil(depth / jobs_per_worker_per_minute / target_latency_minutes), per lane."""
+    from storefront_jobs.application import get_default_app  # noqa: PLC0415
+
+    try:
+        priorities = [Priority.parse(only)] if only else list(Priority)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--priority") from None
+    if depth is not None and not only:
+        raise click.BadParameter("--depth needs --priority (it is one lane's depth)", param_hint="--depth")
+    client = get_default_app().redis
+    lanes = read_lanes(client)
+    now = time.time()
+    before = [b for b in read_workers(client, now) if b.alive(now)]
+    measured: dict[Priority, float | None] = {}
+    if rate is None and window > 0 and before:
+        time.sleep(window)
+        after_time = time.time()
+        after = [b for b in read_workers(client, after_time) if b.alive(after_time)]
+        for p in priorities:
+            lane = keys.lane_name(p)
+            measured[p] = throughput_per_worker_per_minute(
+                _processed_by_pool(before, lane), _processed_by_pool(after, lane), after_time - now
+            )
+    plans = [
+        plan_lane(
+            p,
+            depth if depth is not None else lanes[p].depth,
+            rate if rate is not None else measured.get(p),
+            sum(1 for b in before if keys.lane_name(p) in b.consuming),
+        )
+        for p in priorities
+    ]
+    rows = [_row(plan) for plan in plans]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(
+        "lane", "waiting", "target", "jobs/worker/min", "replicas", "recommended", "threshold", "action"
+    )
+    for row in rows:
+        target = row["targetLatencyS"]
+        table.add_row(
+            row["lane"],
+            str(row["waiting"]),
+            f"{target:g} s" if target is not None else "best effort",
+            f"{row['jobsPerWorkerPerMinute']:.1f}" if row["jobsPerWorkerPerMinute"] else "-",
+            str(row["currentReplicas"]),
+            str(row["recommendedReplicas"]) if row["recommendedReplicas"] is not None else "-",
+            str(row["scaleUpDepth"]),
+            row["action"],
+        )
+    Console(width=140).print(table)

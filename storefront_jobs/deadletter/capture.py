@@ -1,0 +1,121 @@
+"""Capture: every job that will not run again lands in the DLQ, once, before its message is acked.
+
+The life of a dead letter:
+
+1. Each failed attempt that will be retried fires Celery's ``task_retry``;
+   :func:`remember_attempt` appends its error to the job's attempts list in
+   Redis (``storefront:dlq:attempts:<id>``), so the record can show every
+   attempt. A job that later succeeds drops the list (:func:`forget_attempts`).
+2. The final failure fires ``job_exhausted`` once (:mod:`storefront_jobs.signals`).
+   :func:`on_job_exhausted` folds the attempts into a record and adds it to the
+   store, keyed by execution id, and logs "Job moved to DLQ".
+3. Where that runs decides the guarantee:
+
+   * A failure of the job body is seen in the pool child, inside Celery's
+     tracer, before the child hands its result back: the worker's main
+     process acks the message only after the record is written.
+   * A hard time limit is handled in the main process, which sends
+     ``task_failure`` before it acks (``Request.on_timeout``).
+   * A lost pool child is handled in the main process too, but there Celery
+     acks *before* sending ``task_failure``. :class:`~storefront_jobs.deadletter.request.CapturingRequest`
+     writes the record first when no retry is left, so the ack never
+     precedes the record on any path.
+
+   A crash between capture and ack makes Redis redeliver the message; the
+   job may fail and be captured again, but the store keeps one entry per
+   execution id. If Redis itself refuses the write, the whole record is
+   logged ("DLQ capture failed") so that nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import signals as celery_signals
+
+from storefront_jobs import signals
+from storefront_jobs.deadletter import store_for
+from storefront_jobs.deadletter.record import AttemptError, record_from_failure
+from storefront_jobs.deadletter.store import DeadLetterStore
+from storefront_jobs.failures import JobFailure
+from storefront_jobs.task import PriorityTask
+
+logger = logging.getLogger("storefront_jobs.dlq")
+
+
+def log_fields(failure: JobFailure) -> dict[str, Any]:
+    """The fields of the "Job moved to DLQ" line: the runbook greps lastError and tenantId."""
+    return {
+        "executionId": failure.execution_id,
+        "task": failure.task,
+        "queue": failure.job_queue,
+        "priority": failure.priority,
+        "attempt": failure.attempt,
+        "tenantId": failure.tenant_id,
+        "lastError": f"{failure.error_type}: {failure.error_message}",
+        "reason": failure.reason.value,
+        "worker": failure.worker,
+    }
+
+
+def capture(store: DeadLetterStore, failure: JobFailure) -> bool:
+    """Write the record of a final failure; True if it is new in the store."""
+    fields = log_fields(failure)
+    record = None
+    try:
+        record = record_from_failure(failure, store.attempts(failure.execution_id))
+        added = store.add(record)
+    except Exception:
+        # Logged with the whole record: an operator can still import it by hand.
+        fields["record"] = record.to_json() if record is not None else None
+        logger.exception("DLQ capture failed", extra=fields)
+        return False
+    if added:
+        logger.warning("Job moved to DLQ", extra=fields)
+    return added
+
+
+def on_job_exhausted(sender: Any = None, failure: JobFailure | None = None, **_: Any) -> None:
+    if isinstance(sender, PriorityTask) and failure is not None:
+        capture(store_for(sender.app), failure)
+
+
+def remember_attempt(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    if not isinstance(sender, PriorityTask) or request is None or not getattr(request, "id", None):
+        return
+    exc = getattr(reason, "exc", None)
+    error = AttemptError(
+        attempt=int(getattr(request, "retries", 0) or 0) + 1,
+        type=type(exc).__name__ if exc is not None else "Retry",
+        message=str(exc) if exc is not None else str(reason),
+        at=time.time(),
+    )
+    try:
+        store_for(sender.app).record_attempt(request.id, error)
+    except Exception:
+        logger.exception("could not record a failed attempt", extra={"executionId": request.id})
+
+
+def forget_attempts(sender: Any = None, task: Any = None, task_id: str | None = None, **kw: Any) -> None:
+    # Only jobs that were retried have an attempts list; a first-time success costs nothing.
+    if kw.get("state") != "SUCCESS" or not isinstance(task, PriorityTask) or not task.request.retries:
+        return
+    try:
+        store_for(task.app).forget_attempts(str(task_id))
+    except Exception:
+        logger.exception("could not drop the attempts of a job", extra={"executionId": task_id})
+
+
+_RECEIVERS: list[tuple[Any, Any]] = [
+    (signals.job_exhausted, on_job_exhausted),
+    (celery_signals.task_retry, remember_attempt),
+    (celery_signals.task_postrun, forget_attempts),
+]
+
+
+def install() -> None:
+    """Connect the capture receivers; idempotent (each has a dispatch_uid)."""
+    for signal, receiver in _RECEIVERS:
+        signal.connect(receiver, weak=False, dispatch_uid=f"storefront_jobs.dlq.{receiver.__name__}")

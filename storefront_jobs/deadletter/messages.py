@@ -1,0 +1,158 @@
+"""Task messages for replay, built by Celery and kombu but pushed by the DLQ store's own script.
+
+A replay must move an entry to its lane atomically: the message appears in
+the lane if and only if the entry leaves the DLQ. kombu publishes with a
+plain ``LPUSH``, which cannot share a transaction with the DLQ's keys, so
+the message is built here exactly as ``send_task`` would build it (Celery's
+protocol-2 headers and body, ``before_task_publish`` receivers, kombu's
+envelope and routing), and kombu's final Redis command is collected instead
+of run: the store's MOVE script then runs that ``LPUSH`` together with the
+removal of the entry.
+
+The collection uses kombu 5.7's publish-batch hook (``_put(...,
+_publish_batch=...)`` calls ``batch.add("lpush", key, payload)``); a kombu
+that stops calling it makes :meth:`KombuMessageBuilder.build` fail loudly
+rather than publish anything behind the store's back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from celery import Celery
+from celery import signals as celery_signals
+from celery.utils.nodenames import anon_nodename
+from kombu.serialization import dumps
+
+from storefront_jobs.errors import StorefrontJobsError
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltMessage:
+    """A task message ready to push: the Redis list and the exact bytes kombu would LPUSH."""
+
+    task: str
+    task_id: str
+    lane: str
+    list_key: str
+    payload: str
+    headers: dict[str, Any]
+    body: Any
+
+
+class MessageBuilder(Protocol):
+    def build(
+        self,
+        *,
+        task: str,
+        task_id: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        lane: str,
+        headers: dict[str, Any],
+    ) -> BuiltMessage: ...
+
+    def published(self, message: BuiltMessage) -> None:
+        """Called once the message is in its lane."""
+
+
+def short_repr(value: Any, max_size: int) -> str:
+    """``repr`` cut to ``max_size`` characters, as Celery shows arguments in events and logs."""
+    text = repr(value)
+    return text if len(text) <= max_size else text[: max_size - 3] + "..."
+
+
+class _CollectedPublish:
+    """Stands in for kombu's PublishBatch: keeps the Redis commands instead of running them."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, name: str, *args: Any) -> None:
+        self.commands.append((name, args))
+
+
+class KombuMessageBuilder:
+    """Builds replay messages on an app's broker connection (one channel, reused)."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._connection = app.connection_for_write()
+        self._channel: Any = self._connection.default_channel
+        # Read once: Celery's config lookups are a large part of building a message.
+        self._serializer = app.conf.task_serializer
+        self._ignore_result = bool(app.conf.task_ignore_result)
+        self._repr_max = int(app.amqp.argsrepr_maxsize)
+        self._origin = anon_nodename()
+
+    def close(self) -> None:
+        self._connection.release()
+
+    def build(
+        self,
+        *,
+        task: str,
+        task_id: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        lane: str,
+        headers: dict[str, Any],
+    ) -> BuiltMessage:
+        app = self._app
+        message_headers, properties, body, _ = app.amqp.create_task_message(
+            task_id,
+            task,
+            args,
+            kwargs,
+            ignore_result=self._ignore_result,
+            origin=self._origin,
+            # The arguments are JSON values (they came out of a JSON record), so plain repr is
+            # safe; Celery's saferepr would cost more than the rest of the message.
+            argsrepr=short_repr(args, self._repr_max),
+            kwargsrepr=short_repr(kwargs, self._repr_max),
+        )
+        message_headers.update(headers)
+        # What send_task does for a direct lane: the anonymous exchange, routing key = queue.
+        celery_signals.before_task_publish.send(
+            sender=task,
+            body=body,
+            exchange="",
+            routing_key=lane,
+            declare=[],
+            headers=message_headers,
+            properties=properties,
+            retry_policy={},
+        )
+        content_type, content_encoding, raw = dumps(body, serializer=self._serializer)
+        properties["delivery_mode"] = 2
+        envelope = self._channel.prepare_message(
+            raw, 0, content_type, content_encoding, message_headers, properties
+        )
+        collected = _CollectedPublish()
+        self._channel.basic_publish(envelope, exchange="", routing_key=lane, _publish_batch=collected)
+        pushes = [args for name, args in collected.commands if name == "lpush"]
+        if len(collected.commands) != 1 or len(pushes) != 1:
+            raise StorefrontJobsError(
+                f"kombu produced {collected.commands!r} for one message; replay needs exactly one LPUSH "
+                "(is kombu older or newer than 5.7?)"
+            )
+        list_key, payload = pushes[0]
+        return BuiltMessage(
+            task=task,
+            task_id=task_id,
+            lane=lane,
+            list_key=str(list_key),
+            payload=payload if isinstance(payload, str) else payload.decode(),
+            headers=message_headers,
+            body=body,
+        )
+
+    def published(self, message: BuiltMessage) -> None:
+        celery_signals.after_task_publish.send(
+            sender=message.task,
+            body=message.body,
+            exchange="",
+            routing_key=message.lane,
+            headers=message.headers,
+        )

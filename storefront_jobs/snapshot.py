@@ -1,0 +1,82 @@
+"""One read of the lanes' state from Redis: what metrics, health and `storefront-jobs queues` show.
+
+A few pipelined calls: ``LLEN`` and the oldest message (``LINDEX -1``: kombu
+pushes on the left and pops on the right) of every list of every lane, and
+one pass over kombu's ``unacked`` hash for the jobs held by workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter as Tally
+
+import redis
+
+from storefront_jobs import keys
+from storefront_jobs.priorities import Priority
+
+
+@dataclasses.dataclass(frozen=True)
+class LaneState:
+    priority: Priority
+    #: Jobs waiting, over every Redis priority sub-list of the lane.
+    depth: int
+    #: Jobs held by workers: running, prefetched, or waiting out a retry countdown.
+    reserved: int
+    #: enqueuedAt of the oldest waiting job that carries one, else None.
+    oldest_enqueued_at: float | None
+
+    def oldest_age_s(self, now_s: float) -> float:
+        if self.oldest_enqueued_at is None:
+            return 0.0
+        return max(0.0, now_s - self.oldest_enqueued_at)
+
+
+def enqueued_at_of(raw_message: bytes | str | None) -> float | None:
+    """The ``enqueuedAt`` header of a kombu message as stored in a Redis list, if any."""
+    if raw_message is None:
+        return None
+    try:
+        headers = json.loads(raw_message).get("headers") or {}
+        value = headers.get("enqueuedAt")
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def reserved_by_lane(unacked_values: list[bytes]) -> Tally[str]:
+    """Count kombu's unacked entries (``[message, exchange, routing_key]``) per lane."""
+    tally: Tally[str] = Tally()
+    for raw in unacked_values:
+        try:
+            _message, _exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        tally[str(routing_key)] += 1
+    return tally
+
+
+def read_lanes(client: redis.Redis[bytes]) -> dict[Priority, LaneState]:
+    lists = {p: keys.lane_lists(keys.lane_name(p)) for p in Priority}
+    pipe = client.pipeline(transaction=False)
+    for names in lists.values():
+        for name in names:
+            pipe.llen(name)
+            pipe.lindex(name, -1)
+    pipe.hvals("unacked")
+    results = pipe.execute()
+    reserved = reserved_by_lane(results[-1])
+    states: dict[Priority, LaneState] = {}
+    position = 0
+    for priority, names in lists.items():
+        depth, oldest = 0, None
+        for _ in names:
+            length, tail = results[position], results[position + 1]
+            position += 2
+            depth += int(length)
+            stamp = enqueued_at_of(tail)
+            if stamp is not None and (oldest is None or stamp < oldest):
+                oldest = stamp
+        states[priority] = LaneState(priority, depth, reserved.get(keys.lane_name(priority), 0), oldest)
+    return states

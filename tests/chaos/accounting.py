@@ -1,0 +1,272 @@
+"""The chaos tests' ledger: what was enqueued, what ran, what died, and the sum that must add up.
+
+Every chaos job carries a unique id (also its Celery task id, so a DLQ entry's
+``executionId`` is the job id) and reports to a *ledger* in Redis: the
+session's server, never the broker under test, so a broker restart cannot
+erase the evidence. Layout, under ``chaos:<run>:``::
+
+    starts      hash   job id -> runs begun (a killed run counts here only)
+    runs        hash   job id -> runs completed; more than 1 is a duplicate
+    done_at     hash   job id -> time of its first completion
+    last_start  hash   job id -> time its latest run began
+    current     hash   pid -> job id that process is running now
+    concurrent  hash   job id -> runs begun while another live process ran the same id
+
+At the end of a scenario :func:`account` compares the producers' view
+(acknowledged enqueues, refused enqueues) with the ledger and the DLQ:
+
+    enqueued == completed + dead-lettered (not completed)      lost == 0
+
+Duplicates (extra completions) are allowed, since delivery is at least once,
+but always counted and reported, with the counts written to a JSON file
+(``CHAOS_RESULTS_FILE``, for docs/reliability.md) and into the assertion
+message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from storefront_jobs import keys
+from storefront_jobs.deadletter import Filter
+from storefront_jobs.deadletter.store import DeadLetterStore
+
+#: Where the chaos jobs write; the tests set it to the session server.
+LEDGER_URL_VAR = "CHAOS_LEDGER_URL"
+#: When set, every scenario merges its counts into this JSON file.
+RESULTS_FILE_VAR = "CHAOS_RESULTS_FILE"
+
+
+def ledger_key(run: str, name: str) -> str:
+    return f"chaos:{run}:{name}"
+
+
+# --- job side: called by the chaos jobs in tests/integration/jobs.py ------------------------------
+
+
+@functools.cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+
+def _ledger_client() -> redis.Redis:
+    return _client(os.environ.get(LEDGER_URL_VAR) or os.environ["STOREFRONT_JOBS_BROKER_URL"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_started(run: str, job_id: str) -> None:
+    """A run of ``job_id`` begins in this process; flags it if another live process runs it too."""
+    pid = os.getpid()
+    pipe = _ledger_client().pipeline(transaction=True)
+    pipe.hincrby(ledger_key(run, "starts"), job_id, 1)
+    pipe.hset(ledger_key(run, "last_start"), job_id, repr(time.time()))
+    pipe.hset(ledger_key(run, "current"), str(pid), job_id)
+    pipe.hgetall(ledger_key(run, "current"))
+    current: dict[bytes, bytes] = pipe.execute()[-1]
+    # A killed process leaves its entry behind; only a live one running the same id is concurrent.
+    others = [int(p) for p, j in current.items() if j.decode() == job_id and int(p) != pid]
+    if any(_alive(p) for p in others):
+        _ledger_client().hincrby(ledger_key(run, "concurrent"), job_id, 1)
+
+
+def job_finished(run: str, job_id: str) -> None:
+    pipe = _ledger_client().pipeline(transaction=True)
+    pipe.hincrby(ledger_key(run, "runs"), job_id, 1)
+    pipe.hsetnx(ledger_key(run, "done_at"), job_id, repr(time.time()))
+    pipe.hdel(ledger_key(run, "current"), str(os.getpid()))
+    pipe.execute()
+
+
+# --- test side ------------------------------------------------------------------------------------
+
+
+def _ints(raw: Mapping[bytes, bytes]) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def _floats(raw: Mapping[bytes, bytes]) -> dict[str, float]:
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+class Ledger:
+    """The test's view of one run's ledger."""
+
+    def __init__(self, client: redis.Redis, run: str) -> None:
+        self.client = client
+        self.run = run
+
+    def key(self, name: str) -> str:
+        return ledger_key(self.run, name)
+
+    def runs(self) -> dict[str, int]:
+        return _ints(self.client.hgetall(self.key("runs")))
+
+    def starts(self) -> dict[str, int]:
+        return _ints(self.client.hgetall(self.key("starts")))
+
+    def concurrent(self) -> dict[str, int]:
+        return _ints(self.client.hgetall(self.key("concurrent")))
+
+    def done_at(self) -> dict[str, float]:
+        return _floats(self.client.hgetall(self.key("done_at")))
+
+    def last_start(self) -> dict[str, float]:
+        return _floats(self.client.hgetall(self.key("last_start")))
+
+    def completed_count(self) -> int:
+        return int(self.client.hlen(self.key("runs")))
+
+    def running(self) -> set[str]:
+        """Job ids that a process has begun and not finished (killed runs included)."""
+        return {j.decode() for j in self.client.hvals(self.key("current"))}
+
+
+def dlq_reasons(store: DeadLetterStore) -> dict[str, str]:
+    """Every DLQ entry: execution id -> reason."""
+    found: dict[str, str] = {}
+    cursor: str | None = None
+    while True:
+        page = store.page(Filter(), cursor, 1_000)
+        found.update({r.execution_id: r.reason.value for r in page.records()})
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
+
+
+def broker_idle(broker: redis.Redis) -> bool:
+    """No message waits in a lane and none is held by a worker (running, reserved or counting down)."""
+    pipe = broker.pipeline(transaction=False)
+    for lane in keys.LANES.values():
+        for name in keys.lane_lists(lane):
+            pipe.llen(name)
+    pipe.hlen("unacked")
+    return sum(int(n) for n in pipe.execute()) == 0
+
+
+def accounted(ledger: Ledger, store: DeadLetterStore, ids: Iterable[str]) -> bool:
+    """Every id has completed or is in the DLQ."""
+    done = set(ledger.runs())
+    pending = [i for i in ids if i not in done]
+    if not pending:
+        return True
+    dead = set(dlq_reasons(store))
+    return all(i in dead for i in pending)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The counts of one scenario; ``lost`` must be 0."""
+
+    scenario: str
+    enqueued: int
+    refused: int
+    completed: int
+    in_dlq: int
+    duplicates: int
+    duplicated_jobs: int
+    lost: int
+    completed_then_dead: int
+    refused_but_ran: int
+    unexpected: int
+    concurrent_runs: int
+    seconds: float
+    dlq_reasons: dict[str, int]
+    refused_errors: dict[str, int]
+    extra: dict[str, Any]
+    lost_ids: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def account(
+    scenario: str,
+    *,
+    ledger: Ledger,
+    store: DeadLetterStore,
+    enqueued: Iterable[str],
+    refused: Mapping[str, str] | None = None,
+    started_s: float,
+    extra: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Compare what producers were told with what ran and what died.
+
+    ``enqueued``: ids whose enqueue returned normally (acknowledged);
+    ``refused``: id -> error type of enqueues that raised.
+    """
+    acked = set(enqueued)
+    refused = dict(refused or {})
+    runs = ledger.runs()
+    reasons = dlq_reasons(store)
+    done = set(runs) & acked
+    dead = set(reasons) & acked
+    lost = sorted(acked - done - dead)
+    reason_counts: dict[str, int] = {}
+    for job_id in dead - done:
+        reason_counts[reasons[job_id]] = reason_counts.get(reasons[job_id], 0) + 1
+    error_counts: dict[str, int] = {}
+    for error in refused.values():
+        error_counts[error] = error_counts.get(error, 0) + 1
+    known = acked | set(refused)
+    return Outcome(
+        scenario=scenario,
+        enqueued=len(acked),
+        refused=len(refused),
+        completed=len(done),
+        in_dlq=len(dead - done),
+        duplicates=sum(n - 1 for j, n in runs.items() if n > 1 and j in acked),
+        duplicated_jobs=sum(1 for j, n in runs.items() if n > 1 and j in acked),
+        lost=len(lost),
+        completed_then_dead=len(done & dead),
+        refused_but_ran=len((set(runs) | set(reasons)) & set(refused)),
+        unexpected=len(set(runs) - known),
+        concurrent_runs=sum(ledger.concurrent().values()),
+        seconds=round(time.monotonic() - started_s, 1),
+        dlq_reasons=reason_counts,
+        refused_errors=error_counts,
+        extra=dict(extra or {}),
+        lost_ids=lost[:20],
+    )
+
+
+def publish(outcome: Outcome, tmp_path: Path) -> None:
+    """Write the counts to the test's tmp dir, print them, and merge them into ``CHAOS_RESULTS_FILE``."""
+    text = outcome.summary()
+    (tmp_path / "chaos-result.json").write_text(text + "\n")
+    print(f"chaos result: {text}")  # shown with -s, and in the report of a failing test
+    target = os.environ.get(RESULTS_FILE_VAR)
+    if not target:
+        return
+    path = Path(target)
+    results = json.loads(path.read_text()) if path.is_file() and path.stat().st_size else {}
+    results[outcome.scenario] = outcome.to_dict()
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def assert_nothing_lost(outcome: Outcome) -> None:
+    """The acceptance check of every scenario."""
+    message = f"jobs lost or unaccounted for: {outcome.summary()}"
+    assert outcome.lost == 0, message
+    assert outcome.enqueued == outcome.completed + outcome.in_dlq, message
+    assert outcome.unexpected == 0, message

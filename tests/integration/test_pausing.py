@@ -1,0 +1,89 @@
+"""Pausing a lane: durable across restarts, and strict priority order survives the resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from storefront_jobs.cli import main
+from tests.integration import jobs
+from tests.support.workers import WorkerFactory, WorkerProcess, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def consumed_lanes(app: Any, worker: WorkerProcess) -> set[str]:
+    replies = app.control.inspect([worker.nodename], timeout=1.0).active_queues() or {}
+    return {queue["name"] for queue in replies.get(worker.nodename, [])}
+
+
+def started(client: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in client.lrange("test:starts:order", 0, -1)]
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_paused_lane_waits_across_a_restart_and_resumes_in_priority_order(
+    app: Any, redis_client: redis.Redis, workers: WorkerFactory
+) -> None:
+    # Given a pool on CRITICAL and HIGH, with CRITICAL paused and three CRITICAL jobs sent
+    first = workers.start("CRITICAL,HIGH", concurrency=1)
+    assert "paused" in cli("queues", "pause", "CRITICAL")
+    wait_until(lambda: "p0.critical" not in consumed_lanes(app, first))
+    for n in range(3):
+        jobs.urgent.delay(n)
+    time.sleep(1.5)
+    assert started(redis_client) == []
+
+    # When the pool restarts
+    first.stop()
+    second = workers.start("CRITICAL,HIGH", concurrency=1)
+
+    # Then the new pool does not consume the paused lane either
+    assert consumed_lanes(app, second) == {"p1.high"}
+    time.sleep(1.5)
+    assert redis_client.llen("p0.critical") == 3
+    critical_row = json.loads(cli("queues", "--format", "json"))[0]
+    assert (critical_row["lane"], critical_row["paused"], critical_row["waiting"]) == ("p0.critical", True, 3)
+    assert critical_row["consumers"] == 0
+
+    # When CRITICAL resumes while the pool is busy, and HIGH jobs queue up behind it
+    jobs.blocking_high.delay(0)
+    wait_until(lambda: started(redis_client))
+    assert "resumed" in cli("queues", "resume", "CRITICAL")
+    wait_until(lambda: "p0.critical" in consumed_lanes(app, second))
+    for n in range(3):
+        jobs.ordered_high.delay(n)
+    redis_client.set("test:release", 1)
+
+    # Then CRITICAL still goes first: a lane consumed again keeps its place
+    wait_until(lambda: len(started(redis_client)) == 7, timeout_s=30)
+    kinds = [s["kind"] for s in started(redis_client)]
+    assert kinds == ["blocker", "critical", "critical", "critical", "high", "high", "high"]
+    [lane_row] = [
+        row for row in json.loads(cli("queues", "--format", "json")) if row["lane"] == "p0.critical"
+    ]
+    assert lane_row["paused"] is False
+
+
+def test_a_pool_that_missed_the_broadcast_catches_up(
+    app: Any, redis_client: redis.Redis, workers: WorkerFactory
+) -> None:
+    from storefront_jobs import Priority, pausing
+
+    worker = workers.start("CRITICAL,HIGH", concurrency=1)
+
+    # Only the durable record changes: no broadcast reaches the pool.
+    pausing.pause(redis_client, Priority.HIGH)
+    wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical"}, timeout_s=15)
+    pausing.resume(redis_client, Priority.HIGH)
+    wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical", "p1.high"}, timeout_s=15)
