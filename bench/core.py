@@ -1,6 +1,6 @@
 """Benchmark of the core runtime against bare Celery 5.7: one run, one private Redis, ratios.
 
-``python -m bench.core [--rounds 5] [--jobs 4000]``; see bench/README.md.
+``python -m bench.core [--rounds 5] [--jobs 3000]``; see bench/README.md.
 
 1. **Enqueue rate** (bench.enqueue): storefront ``delay`` with the capacity
    check on, against bare ``apply_async`` of a bare task on a bare app.

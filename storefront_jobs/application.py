@@ -40,6 +40,10 @@ from storefront_jobs import keys
 from storefront_jobs.backpressure import CapacityGate
 from storefront_jobs.priorities import Priority
 from storefront_jobs.settings import Settings, get_settings
+from storefront_jobs.transport import CAPACITY_OPTION
+
+#: kombu's Redis transport with the capacity check inside the publish.
+TRANSPORT = "storefront_jobs.transport:Transport"
 
 #: Where producers and workers look when no broker is configured (``dev`` sets one).
 FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -61,6 +65,11 @@ class StorefrontCelery(Celery):
     def capacity_gate(self) -> CapacityGate:
         return CapacityGate(self.redis, self.storefront_settings)
 
+    @functools.cached_property
+    def checks_capacity_in_transport(self) -> bool:
+        """True when every first publish is admitted atomically by storefront_jobs.transport."""
+        return bool(self.conf.broker_transport == TRANSPORT)
+
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu Redis transport options; identical in every process."""
@@ -76,7 +85,14 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "priority_steps": list(keys.KOMBU_PRIORITY_STEPS),
         "sep": keys.KOMBU_SEP,
         "health_check_interval": 25,
+        # Read by storefront_jobs.transport, which checks capacity inside the publish.
+        CAPACITY_OPTION: {keys.lane_name(p): settings.capacity(p) for p in Priority},
     }
+
+
+def uses_atomic_admission(broker_url: str) -> bool:
+    """Whether the storefront transport (capacity checked inside the publish) serves this broker."""
+    return broker_url.split("://", 1)[0] in {"redis", "rediss"}
 
 
 def lane_queues() -> list[Queue]:
@@ -87,8 +103,10 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
     """Build a Celery app configured for storefront-jobs from ``settings``."""
     settings = settings or get_settings()
     app = StorefrontCelery(settings, main, set_as_current=False)
+    broker_url = settings.broker_url or FALLBACK_BROKER_URL
     app.conf.update(
-        broker_url=settings.broker_url or FALLBACK_BROKER_URL,
+        broker_url=broker_url,
+        broker_transport=TRANSPORT if uses_atomic_admission(broker_url) else None,
         broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
         task_queues=lane_queues(),

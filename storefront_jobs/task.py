@@ -126,10 +126,11 @@ class PriorityTask(_TaskBase):
         headers = dict(options.get("headers") or {})
         headers.setdefault(envelope.JOB_QUEUE, self.job_queue or self.name)
         options["headers"] = headers
-        if not is_retry and not self.app.conf.task_always_eager:
-            self._storefront_app().capacity_gate.admit(
-                priority, job_queue=headers[envelope.JOB_QUEUE], task=self.name
-            )
+        app = self._storefront_app()
+        # On Redis the transport admits the job inside the publish (one round
+        # trip, atomic); on other brokers the gate checks before publishing.
+        if not is_retry and not self.app.conf.task_always_eager and not app.checks_capacity_in_transport:
+            app.capacity_gate.admit(priority, job_queue=headers[envelope.JOB_QUEUE], task=self.name)
         try:
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
         except EncodeError as exc:

@@ -49,7 +49,8 @@ DURATION_BUCKETS_S = (
 WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 240, 300, 600, 1800, 3600)
 #: celery-exporter's defaults, so percentiles match its dashboards.
 CELERY_RUNTIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-CELERY_WAIT_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+# celery-exporter's celery_task_queue_wait_time (unreleased upstream, used by none of its dashboards) is
+# not exported: it would observe the same value as storefront_jobs_job_wait_time_seconds on every job.
 
 JOB_LABELS = ("queue", "priority")
 CELERY_LABELS = ("name", "hostname", "queue_name")
@@ -75,7 +76,6 @@ class PoolMetrics:
     celery_rejected: Counter
     celery_revoked: Counter
     celery_runtime: Histogram
-    celery_queue_wait: Histogram
 
     def celery_counters_without_exception(self) -> tuple[Counter, ...]:
         """The per-task counters celery-exporter creates at zero on first sight (all but sent/failed)."""
@@ -151,12 +151,6 @@ POOL_HISTOGRAMS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...]]] 
         "Histogram of task runtime measurements.",
         CELERY_LABELS,
         CELERY_RUNTIME_BUCKETS_S,
-    ),
-    "celery_queue_wait": (
-        "celery_task_queue_wait_time",
-        "Histogram of task queue wait time measurements.",
-        CELERY_LABELS,
-        CELERY_WAIT_BUCKETS_S,
     ),
 }
 

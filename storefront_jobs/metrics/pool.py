@@ -131,8 +131,6 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
         enqueued_at=headers.get("enqueuedAt", getattr(request, "enqueuedAt", None)),
         eta=getattr(request, "eta", None),
     )
-    if wait is not None:
-        m.celery_queue_wait.labels(*labels).observe(wait)
     job = _job_labels(task)
     if job is not None:
         m.job_started.labels(*job).inc()

@@ -1,0 +1,105 @@
+"""kombu's Redis transport, with the lane capacity check inside the publish.
+
+A job's first publish into a lane is one Lua call that sums the lane's
+lists, refuses the job when the lane is full (counting the overflow), and
+otherwise counts the enqueue and pushes the message. One round trip, like
+plain kombu, and atomic: with any number of producers a lane never holds
+more than its capacity, and a refused job was never pushed.
+
+Only first publishes into a storefront lane are checked: retries (Celery's
+``retries`` header above 0) were accepted once and are pushed as kombu
+would, and so is anything published to another queue. The refusal is a
+:class:`QueueOverflowError` raised out of kombu's publish, which does not
+retry it (it is neither a connection nor a channel error).
+
+Select it with ``broker_transport = "storefront_jobs.transport:Transport"``
+(:func:`storefront_jobs.application.create_app` does, for ``redis://`` and
+``rediss://`` brokers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
+from redis.exceptions import NoScriptError
+
+from storefront_jobs import keys
+from storefront_jobs.backpressure import enqueued_field
+from storefront_jobs.errors import QueueOverflowError
+
+#: Transport option holding ``{lane: capacity}``; set by create_app from QUEUE_CAPACITY__*.
+CAPACITY_OPTION = "storefront_lane_capacity"
+
+# KEYS: the lane's lists..., the overflow hash, the enqueued hash, the list to push to.
+# ARGV: capacity, priority label, enqueued-counter field, message.
+# Returns the depth before the push, or -(depth + 1) when the lane is full.
+_ADMIT_AND_PUSH_LUA = """
+local n = #KEYS - 3
+local depth = 0
+for i = 1, n do
+  depth = depth + redis.call('LLEN', KEYS[i])
+end
+if depth >= tonumber(ARGV[1]) then
+  redis.call('HINCRBY', KEYS[n + 1], ARGV[2], 1)
+  return -depth - 1
+end
+redis.call('HINCRBY', KEYS[n + 2], ARGV[3], 1)
+redis.call('LPUSH', KEYS[n + 3], ARGV[4])
+return depth
+"""
+_ADMIT_AND_PUSH_SHA = hashlib.sha1(_ADMIT_AND_PUSH_LUA.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+_HOST = socket.gethostname()
+
+
+def needs_admission(queue: str, message: dict[str, Any], capacities: dict[str, int]) -> bool:
+    """Whether this publish is a job's first entry into a storefront lane."""
+    if queue not in capacities:
+        return False
+    headers = message.get("headers") or {}
+    return not int(headers.get("retries") or 0)
+
+
+class Channel(kombu_redis.Channel):
+    @property
+    def supports_batch_publish(self) -> bool:
+        # A batched publish is pushed later in a pipeline, where a refusal could
+        # no longer reach its caller: publish one by one through _put instead.
+        return False
+
+    def _capacities(self) -> dict[str, int]:
+        client = self.connection.client
+        options = (client.transport_options if client is not None else None) or {}
+        capacities: dict[str, int] = options.get(CAPACITY_OPTION) or {}
+        return capacities
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        capacities = self._capacities()
+        if not needs_admission(queue, message, capacities):
+            super()._put(queue, message, **kwargs)
+            return
+        kwargs.pop("_publish_batch", None)
+        priority = keys.priority_of_lane(queue)
+        assert priority is not None  # every capacity key is a lane
+        headers = message.get("headers") or {}
+        field = enqueued_field(
+            priority, str(headers.get("jobQueue") or "unknown"), str(headers.get("task")), _HOST
+        )
+        target = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))  # type: ignore[attr-defined]
+        script_keys = [*keys.lane_lists(queue), keys.OVERFLOW_COUNTS, keys.ENQUEUED_COUNTS, target]
+        args = [capacities[queue], priority.label, field, dumps(message)]
+        with self.conn_or_acquire() as client:
+            try:
+                result = int(client.evalsha(_ADMIT_AND_PUSH_SHA, len(script_keys), *script_keys, *args))
+            except NoScriptError:
+                result = int(client.eval(_ADMIT_AND_PUSH_LUA, len(script_keys), *script_keys, *args))
+        if result < 0:
+            raise QueueOverflowError(queue, -result - 1, capacities[queue])
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from storefront_jobs import create_app, load_settings
+from storefront_jobs.application import TRANSPORT, uses_atomic_admission
+from storefront_jobs.transport import CAPACITY_OPTION, needs_admission
+
+CAPACITIES = {"p2.default": 100}
+
+
+def test_only_a_first_publish_into_a_lane_is_admitted() -> None:
+    assert needs_admission("p2.default", {"headers": {"retries": 0}}, CAPACITIES)
+    assert needs_admission("p2.default", {"headers": {}}, CAPACITIES)
+    assert not needs_admission("p2.default", {"headers": {"retries": 2}}, CAPACITIES)
+    assert not needs_admission("celery", {"headers": {}}, CAPACITIES)
+
+
+def test_redis_brokers_get_the_admitting_transport() -> None:
+    assert uses_atomic_admission("redis://127.0.0.1:6379/0")
+    assert uses_atomic_admission("rediss://cache:6380/0")
+    assert not uses_atomic_admission("sentinel://host:26379")
+    app = create_app(load_settings(queue_capacity={"low": 7}), main="transport")
+    assert app.conf.broker_transport == TRANSPORT
+    assert app.checks_capacity_in_transport
+    assert app.conf.broker_transport_options[CAPACITY_OPTION]["p3.low"] == 7
