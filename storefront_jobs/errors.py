@@ -7,7 +7,10 @@
     ├── EnqueueError              a job could not be enqueued; nothing was published
     │   ├── QueueOverflowError    the lane is at capacity (backpressure)
     │   └── PayloadError          the arguments cannot be serialized
-    └── BrokerUnavailableError    Redis could not be reached
+    ├── BrokerUnavailableError    Redis could not be reached
+    └── DeadLetterError           a DLQ operation could not be done
+        ├── DeadLetterNotFound, InvalidFilterError, MalformedImportError
+        └── (defined in storefront_jobs.deadletter.errors, next to the DLQ)
 
 Control flow is kept apart from errors: :class:`PermanentFailure` is what a
 job raises to say "do not retry me"; it is not a fault of this library, so it

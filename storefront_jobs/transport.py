@@ -8,7 +8,8 @@ more than its capacity, and a refused job was never pushed.
 
 Only first publishes into a storefront lane are checked: retries (Celery's
 ``retries`` header above 0) were accepted once and are pushed as kombu
-would, and so is anything published to another queue. The refusal is a
+would, and so is anything published to another queue or collected into a
+caller's publish batch (the DLQ replay checks capacity itself). The refusal is a
 :class:`QueueOverflowError` raised out of kombu's publish, which does not
 retry it (it is neither a connection nor a channel error).
 
@@ -71,6 +72,19 @@ class Channel(kombu_redis.Channel):
         # no longer reach its caller: publish one by one through _put instead.
         return False
 
+    def _admission_client(self) -> Any:
+        """One redis-py client per channel and connection pool.
+
+        kombu builds a fresh client for every publish (``conn_or_acquire``),
+        which costs about half a millisecond of Python per job; the client is
+        only a thin handle on the channel's connection pool, so keep one.
+        """
+        pool = self.pool
+        cached = getattr(self, "_storefront_client", None)
+        if cached is None or cached.connection_pool is not pool:
+            cached = self._storefront_client = self._create_client()  # type: ignore[attr-defined]
+        return cached
+
     def _capacities(self) -> dict[str, int]:
         client = self.connection.client
         options = (client.transport_options if client is not None else None) or {}
@@ -79,10 +93,12 @@ class Channel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         capacities = self._capacities()
-        if not needs_admission(queue, message, capacities):
+        # A caller that hands kombu a batch collects the push instead of sending
+        # it (the DLQ replay does, then pushes and removes the entry in one
+        # script, checking capacity itself): leave that to kombu unchanged.
+        if "_publish_batch" in kwargs or not needs_admission(queue, message, capacities):
             super()._put(queue, message, **kwargs)
             return
-        kwargs.pop("_publish_batch", None)
         priority = keys.priority_of_lane(queue)
         assert priority is not None  # every capacity key is a lane
         headers = message.get("headers") or {}
@@ -92,11 +108,11 @@ class Channel(kombu_redis.Channel):
         target = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))  # type: ignore[attr-defined]
         script_keys = [*keys.lane_lists(queue), keys.OVERFLOW_COUNTS, keys.ENQUEUED_COUNTS, target]
         args = [capacities[queue], priority.label, field, dumps(message)]
-        with self.conn_or_acquire() as client:
-            try:
-                result = int(client.evalsha(_ADMIT_AND_PUSH_SHA, len(script_keys), *script_keys, *args))
-            except NoScriptError:
-                result = int(client.eval(_ADMIT_AND_PUSH_LUA, len(script_keys), *script_keys, *args))
+        client = self._admission_client()
+        try:
+            result = int(client.evalsha(_ADMIT_AND_PUSH_SHA, len(script_keys), *script_keys, *args))
+        except NoScriptError:
+            result = int(client.eval(_ADMIT_AND_PUSH_LUA, len(script_keys), *script_keys, *args))
         if result < 0:
             raise QueueOverflowError(queue, -result - 1, capacities[queue])
 

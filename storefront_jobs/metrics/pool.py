@@ -68,6 +68,20 @@ def install(metrics: Any) -> None:
     _state["metrics"] = metrics
     _state["started"] = {}
     _state["seen"] = set()
+    _children.clear()
+
+
+#: (metric, label values) -> labelled child. prometheus-client's labels() validates
+#: and locks on every call; a job touches about ten children, always the same ones.
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def _host(request: Any) -> str:
@@ -101,9 +115,9 @@ def _zero_init(labels: tuple[str, str, str]) -> None:
         return
     _state["seen"].add(labels)
     for counter in m.celery_counters_without_exception():
-        counter.labels(*labels).inc(0)
+        _child(counter, *labels).inc(0)
     name, host, queue = labels
-    m.celery_failed.labels(name, host, "", queue).inc(0)
+    _child(m.celery_failed, name, host, "", queue).inc(0)
 
 
 def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -112,7 +126,7 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         return
     labels = _celery_labels(request.name, request)
     _zero_init(labels)
-    m.celery_received.labels(*labels).inc()
+    _child(m.celery_received, *labels).inc()
 
 
 def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -124,7 +138,7 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
     _state["started"][task_id] = time.perf_counter()
     labels = _celery_labels(task.name, request)
     _zero_init(labels)
-    m.celery_started.labels(*labels).inc()
+    _child(m.celery_started, *labels).inc()
     headers = getattr(request, "headers", None) or {}
     wait = wait_time_s(
         now_s,
@@ -133,9 +147,9 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
     )
     job = _job_labels(task)
     if job is not None:
-        m.job_started.labels(*job).inc()
+        _child(m.job_started, *job).inc()
         if wait is not None:
-            m.job_wait_time.labels(*job).observe(wait)
+            _child(m.job_wait_time, *job).observe(wait)
 
 
 def on_postrun(
@@ -149,19 +163,19 @@ def on_postrun(
     labels = _celery_labels(task.name, task.request)
     job = _job_labels(task)
     if state == "SUCCESS":
-        m.celery_succeeded.labels(*labels).inc()
+        _child(m.celery_succeeded, *labels).inc()
         if runtime_s is not None:
-            m.celery_runtime.labels(*labels).observe(runtime_s)
+            _child(m.celery_runtime, *labels).observe(runtime_s)
         if job is not None:
-            m.job_completed.labels(*job).inc()
+            _child(m.job_completed, *job).inc()
             attempt = _attempt(task.request)
             if attempt != "1":
-                m.job_retry_success.labels(*job, attempt).inc()
+                _child(m.job_retry_success, *job, attempt).inc()
     elif state == "REJECTED":
-        m.celery_rejected.labels(*labels).inc()
+        _child(m.celery_rejected, *labels).inc()
     if job is not None and runtime_s is not None and state in {"SUCCESS", "FAILURE", "RETRY"}:
         status = "success" if state == "SUCCESS" else "failed"
-        m.job_duration.labels(*job, status).observe(runtime_s)
+        _child(m.job_duration, *job, status).observe(runtime_s)
 
 
 def on_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -169,12 +183,12 @@ def on_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
     if m is None or sender is None:
         return
     request = request if request is not None else sender.request
-    m.celery_retried.labels(*_celery_labels(sender.name, request)).inc()
+    _child(m.celery_retried, *_celery_labels(sender.name, request)).inc()
     job = _job_labels(sender)
     if job is not None:
         attempt = _attempt(request)
-        m.job_failed.labels(*job, attempt).inc()
-        m.job_retried.labels(*job, attempt).inc()
+        _child(m.job_failed, *job, attempt).inc()
+        _child(m.job_retried, *job, attempt).inc()
 
 
 def on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
@@ -184,21 +198,21 @@ def on_failure(sender: Any = None, exception: BaseException | None = None, **_: 
     request = sender.request
     name, host, queue = _celery_labels(sender.name, request)
     exception_name = type(exception).__name__ if exception is not None else "UnknownException"
-    m.celery_failed.labels(name, host, exception_name, queue).inc()
+    _child(m.celery_failed, name, host, exception_name, queue).inc()
     job = _job_labels(sender)
     if job is not None:
-        m.job_failed.labels(*job, _attempt(request)).inc()
+        _child(m.job_failed, *job, _attempt(request)).inc()
 
 
 def on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     m = _state["metrics"]
     if m is None or request is None:
         return
-    m.celery_revoked.labels(*_celery_labels(request.name, request)).inc()
+    _child(m.celery_revoked, *_celery_labels(request.name, request)).inc()
 
 
 def on_exhausted(sender: Any = None, failure: Any = None, **_: Any) -> None:
     m = _state["metrics"]
     if m is None or failure is None:
         return
-    m.job_exhausted.labels(failure.job_queue, failure.priority.lower(), failure.reason.value).inc()
+    _child(m.job_exhausted, failure.job_queue, failure.priority.lower(), failure.reason.value).inc()
