@@ -1,15 +1,17 @@
 """The all-in-one local platform behind ``storefront-jobs dev``.
 
 :mod:`.supervisor` runs child processes and guarantees none outlives it;
-:mod:`.children` says what each child is (command, environment, readiness
-probe); :mod:`.platform` starts the broker, the worker pools and the demo in
-order and stops them in reverse; :mod:`.status` renders what is going on.
-Another service of the platform (admin API, Flower, beat) is one more spec
-in :mod:`.children` and one more start step in :mod:`.platform`.
+:mod:`.children` says what the broker and each worker pool is (command,
+environment, readiness probe), and :mod:`.services` the same for beat, the
+admin API and Flower, with the credentials dev makes for them;
+:mod:`.platform` starts them all in order and stops them in reverse;
+:mod:`.status` renders what is going on; :mod:`.options` is what the
+developer chose. Another service is one more spec in :mod:`.services`.
 """
 
 from __future__ import annotations
 
-from storefront_jobs.devserver.platform import DevOptions, parse_rate, run_dev
+from storefront_jobs.devserver.options import DevOptions, parse_rate
+from storefront_jobs.devserver.platform import run_dev
 
 __all__ = ["DevOptions", "parse_rate", "run_dev"]

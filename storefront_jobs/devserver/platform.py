@@ -28,7 +28,6 @@ the waiting and kills.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import random
 import socket
@@ -55,6 +54,7 @@ from storefront_jobs.devserver.children import (
     redis_answers,
     redis_spec,
 )
+from storefront_jobs.devserver.options import DevOptions
 from storefront_jobs.devserver.services import DevServices
 from storefront_jobs.devserver.status import Snapshot, render, status_line
 from storefront_jobs.devserver.supervisor import Child, StopSignals, Supervisor
@@ -70,44 +70,11 @@ if TYPE_CHECKING:
     from storefront_jobs.examples.demo import WorkloadRunner
 
 BROKER_READY_TIMEOUT_S = 10.0
-#: Five pools boot at once; on a 2-CPU machine that takes several seconds.
+#: Five pools and three services boot at once; on a 2-CPU machine that takes several seconds.
 POOLS_READY_TIMEOUT_S = 60.0
 REFRESH_S = 0.5
 #: How often a non-terminal output gets a status line.
 LINE_EVERY_S = 2.0
-
-
-@dataclasses.dataclass(frozen=True)
-class DevOptions:
-    demo: bool = True
-    rate_per_s: float = 5.0
-    #: Pool processes per priority.
-    concurrency: int = 1
-    #: Seconds to run the workload; None runs until stopped.
-    duration_s: float | None = None
-    failure_rate: float = 0.1
-    seed: int | None = None
-    #: Where child logs go; None: a new temporary directory (kept after exit).
-    log_dir: Path | None = None
-    #: Celery beat with the example schedule (``storefront-jobs beat``).
-    beat: bool = True
-    #: The admin API (``storefront-jobs serve``): DLQ endpoints, /q/health, /q/metrics.
-    admin: bool = True
-    #: Flower (``storefront-jobs flower``), behind basic auth.
-    flower: bool = True
-
-
-def parse_rate(text: str) -> float:
-    """Jobs per second from ``"20"``, ``"20/s"`` or ``"600/m"``."""
-    number, _, unit = text.strip().lower().partition("/")
-    per = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0}.get(unit.strip())
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if per is None or not value > 0:
-        raise ValueError(f"rate must look like 20, 20/s or 600/m (jobs per second or minute), got {text!r}")
-    return value / per
 
 
 class DevPlatform:

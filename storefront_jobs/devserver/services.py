@@ -18,6 +18,7 @@ credentials are used as they are and never printed.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import secrets
 import sys
@@ -31,7 +32,6 @@ from typing import Any
 import redis
 
 from storefront_jobs import keys
-from storefront_jobs.admin.auth import SCOPES
 from storefront_jobs.devserver.children import choose_port
 from storefront_jobs.devserver.supervisor import ChildSpec
 from storefront_jobs.settings import ENV_PREFIX, Settings
@@ -62,11 +62,12 @@ class Credentials:
 def dev_credentials(settings: Settings, token: Callable[[], str] | None = None) -> Credentials:
     """Configured credentials, or fresh random ones for what is not configured."""
     make = token or (lambda: secrets.token_urlsafe(24))
+    scopes = _admin_scopes()
     admin_env: dict[str, str] = {}
     admin_token = None
     if not settings.admin_tokens:
         admin_token = make()
-        admin_env[ENV_PREFIX + "ADMIN_TOKENS"] = json.dumps({admin_token: list(SCOPES)})
+        admin_env[ENV_PREFIX + "ADMIN_TOKENS"] = json.dumps({admin_token: list(scopes)})
     flower_env: dict[str, str] = {}
     if settings.flower_basic_auth is not None:
         flower_user = settings.flower_basic_auth.get_secret_value().split(":", 1)[0]
@@ -75,6 +76,13 @@ def dev_credentials(settings: Settings, token: Callable[[], str] | None = None) 
         flower_user, flower_password = DEV_FLOWER_USER, make()
         flower_env[ENV_PREFIX + "FLOWER_BASIC_AUTH"] = f"{flower_user}:{flower_password}"
     return Credentials(admin_env, admin_token, flower_user, flower_env, flower_password)
+
+
+def _admin_scopes() -> tuple[str, ...]:
+    # Imported here: the admin API pulls in FastAPI, which every other command would pay for at start-up.
+    from storefront_jobs.admin.auth import SCOPES  # noqa: PLC0415
+
+    return SCOPES
 
 
 def _storefront_jobs(*args: str) -> list[str]:
@@ -147,7 +155,10 @@ def describe_schedule(beat_schedule: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     for name, entry in beat_schedule.items():
         every = entry.get("schedule")
-        seconds = getattr(every, "seconds", every)  # a timedelta or celery schedule, or plain seconds
+        # Plain seconds, a timedelta, or a celery schedule (whose .seconds is its whole interval)
+        seconds = (
+            every.total_seconds() if isinstance(every, dt.timedelta) else getattr(every, "seconds", every)
+        )
         parts.append(f"{name} every {seconds:g} s" if isinstance(seconds, int | float) else f"{name} {every}")
     return ", ".join(parts) or "no periodic jobs"
 
@@ -160,7 +171,7 @@ def admin_lines(url: str, pid: int, credentials: Credentials, settings: Settings
         f"            metrics      {url}/q/metrics",
     ]
     if credentials.admin_token is not None:
-        scopes = ", ".join(SCOPES)
+        scopes = ", ".join(_admin_scopes())
         lines.append(f"            token        {credentials.admin_token} ({scopes}; generated for this run)")
     else:
         lines.append(f"            tokens       from {ENV_PREFIX}ADMIN_TOKENS ({len(settings.admin_tokens)})")
@@ -187,7 +198,7 @@ def runbook_line(admin_url: str, credentials: Credentials, log_dir: Path) -> str
     """The variables docs/runbook.md's commands read, set for this platform, ready to paste."""
     token = credentials.admin_token
     if token is None:
-        token = "<one of your ADMIN_TOKENS>"
+        token = "'<one of your ADMIN_TOKENS>'"  # quoted: pasted unquoted, < would be a redirection
     return (
         f"  runbook export STOREFRONT_ADMIN_URL={admin_url} ADMIN_TOKEN={token} STOREFRONT_DEV_LOGS={log_dir}"
     )
@@ -240,9 +251,11 @@ class DevServices:
         """Where each started service is, and how to log in; ``pids`` by child name."""
         lines = []
         if "beat" in pids:
-            lines.append(
-                beat_line(pids["beat"], self.settings.scheduler_enabled, describe_schedule(beat_schedule))
-            )
+            schedule = describe_schedule(beat_schedule)
+            if self.settings.imports:
+                # Beat imports these too, but this process does not: their entries are not listed.
+                schedule += f", and the entries of {', '.join(self.settings.imports)}"
+            lines.append(beat_line(pids["beat"], self.settings.scheduler_enabled, schedule))
         if "admin" in pids:
             lines += admin_lines(self.admin_url, pids["admin"], self.credentials, self.settings)
         if "flower" in pids:

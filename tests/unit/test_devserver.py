@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
+import datetime
 import io
+import json
 import os
 import signal
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 from rich.console import Console
 
-from storefront_jobs.devserver import children, platform, status
+from storefront_jobs.devserver import children, options, services, status
 from storefront_jobs.devserver.supervisor import StopResult, StopSignals
 from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.examples import progress
 from storefront_jobs.priorities import Priority
+from storefront_jobs.settings import Settings
 
 
 @pytest.mark.parametrize(
     ("text", "per_s"), [("20", 20.0), ("20/s", 20.0), (" 2.5/S ", 2.5), ("600/m", 10.0), ("30/min", 0.5)]
 )
 def test_rates_read_per_second_or_minute(text: str, per_s: float) -> None:
-    assert platform.parse_rate(text) == per_s
+    assert options.parse_rate(text) == per_s
 
 
 @pytest.mark.parametrize("text", ["", "fast", "0", "-1/s", "5/h", "nan"])
 def test_a_bad_rate_says_what_it_should_look_like(text: str) -> None:
     with pytest.raises(ValueError, match="rate must look like 20, 20/s or 600/m"):
-        platform.parse_rate(text)
+        options.parse_rate(text)
 
 
 def test_pools_get_the_broker_and_the_examples_without_duplicates() -> None:
@@ -137,4 +141,93 @@ def test_stop_results_read_as_sentences() -> None:
     assert (
         StopResult("bulk-dev", 6, -9, killed=True).describe()
         == "bulk-dev (pid 6) killed (did not stop in time)"
+    )
+
+
+def test_a_service_stopped_by_its_own_signal_reads_as_such() -> None:
+    # uvicorn shuts down cleanly on SIGTERM, then re-raises it: exit status -15, not a crash
+    assert StopResult("admin", 7, -15, killed=False).describe() == "admin (pid 7) exited on SIGTERM"
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(broker_url="redis://127.0.0.1:1/0", **values)  # type: ignore[arg-type]
+
+
+def test_dev_makes_credentials_only_for_what_is_not_configured() -> None:
+    made = iter(["tok-generated-1", "pw-generated-2"])
+    fresh = services.dev_credentials(_settings(), token=lambda: next(made))
+    assert fresh.admin_token == "tok-generated-1"
+    assert json.loads(fresh.admin_env["STOREFRONT_JOBS_ADMIN_TOKENS"]) == {
+        "tok-generated-1": ["dlq:read", "dlq:replay", "dlq:delete"]
+    }
+    assert (fresh.flower_user, fresh.flower_password) == ("admin", "pw-generated-2")
+    assert fresh.flower_env == {"STOREFRONT_JOBS_FLOWER_BASIC_AUTH": "admin:pw-generated-2"}
+
+    configured = services.dev_credentials(
+        _settings(admin_tokens={"configured-token": ["dlq:read"]}, flower_basic_auth="ops:long-password")
+    )
+    assert configured.admin_token is None
+    assert configured.admin_env == {}
+    assert (configured.flower_user, configured.flower_password, configured.flower_env) == ("ops", None, {})
+
+
+def test_services_are_the_production_commands_stopped_before_the_pools(tmp_path: Path) -> None:
+    credentials = services.dev_credentials(_settings(), token=lambda: "secret-1234")
+    admin = services.admin_spec({"A": "1"}, credentials, 8080)
+    assert list(admin.argv) == [
+        sys.executable, "-m", "storefront_jobs", "serve", "--host", "127.0.0.1", "--port", "8080",
+    ]  # fmt: skip
+    assert admin.env is not None
+    assert admin.env["A"] == "1"
+    assert "STOREFRONT_JOBS_ADMIN_TOKENS" in admin.env
+    assert "STOREFRONT_JOBS_FLOWER_BASIC_AUTH" not in admin.env  # each secret only where it is needed
+    flower = services.flower_spec({}, credentials, 5555)
+    assert list(flower.argv)[3:] == ["flower", "--port", "5555", "--address", "127.0.0.1"]
+    assert flower.env == {"STOREFRONT_JOBS_FLOWER_BASIC_AUTH": "admin:secret-1234"}
+    beat = services.beat_spec({}, tmp_path, redis.Redis())
+    assert list(beat.argv)[3:] == ["beat", "--schedule-file", str(tmp_path / "beat-schedule")]
+    pool = children.pool_spec(Priority.BULK, concurrency=1, env={}, metrics_port=0, ready=lambda: True)
+    assert {admin.layer, flower.layer, beat.layer} == {services.SERVICE_LAYER}
+    assert pool.layer < services.SERVICE_LAYER  # stopped first
+
+
+def test_switched_off_services_are_not_started(tmp_path: Path) -> None:
+    plan = services.DevServices.plan(_settings(), beat=True, admin=False, flower=False)
+    assert (plan.admin_port, plan.flower_port) == (0, 0)
+    assert [spec.name for spec in plan.specs({}, tmp_path, redis.Redis())] == ["beat"]
+
+
+def test_the_printed_lines_give_every_url_and_the_made_credentials(tmp_path: Path) -> None:
+    settings = _settings()
+    credentials = services.dev_credentials(settings, token=lambda: "made-for-this-run")
+    plan = services.DevServices(settings, credentials, beat=True, admin_port=8081, flower_port=5556)
+    schedule = {"examples.warm_cache.home": {"schedule": 60.0}}
+    text = "\n".join(plan.lines({"beat": 1, "admin": 2, "flower": 3}, schedule, tmp_path))
+    for url in ("/docs", "/q/health", "/q/metrics"):
+        assert f"http://127.0.0.1:8081{url}" in text
+    assert "token        made-for-this-run (dlq:read, dlq:replay, dlq:delete; generated for this run)" in text
+    assert "flower  http://127.0.0.1:5556/ (pid 3) user admin password made-for-this-run (generated)" in text
+    assert "beat    pid 1: examples.warm_cache.home every 60 s" in text
+    assert (
+        f"runbook export STOREFRONT_ADMIN_URL=http://127.0.0.1:8081 ADMIN_TOKEN=made-for-this-run "
+        f"STOREFRONT_DEV_LOGS={tmp_path}"
+    ) in text
+
+
+def test_configured_secrets_are_never_printed(tmp_path: Path) -> None:
+    settings = _settings(
+        admin_tokens={"configured-token": ["dlq:read"]}, flower_basic_auth="ops:long-password"
+    )
+    plan = services.DevServices(settings, services.dev_credentials(settings), True, 8080, 5555)
+    text = "\n".join(plan.lines({"admin": 2, "flower": 3}, {}, tmp_path))
+    assert "configured-token" not in text
+    assert "long-password" not in text
+    assert "password from STOREFRONT_JOBS_FLOWER_BASIC_AUTH" in text
+
+
+def test_the_schedule_is_described_by_entry_and_interval() -> None:
+    assert services.describe_schedule({}) == "no periodic jobs"
+    minutes = {"schedule": datetime.timedelta(minutes=2)}
+    assert services.describe_schedule({"a": {"schedule": 60.0}, "b": {"schedule": 5}, "c": minutes}) == (
+        "a every 60 s, b every 5 s, c every 120 s"
     )
