@@ -40,10 +40,7 @@ from storefront_jobs import keys
 from storefront_jobs.backpressure import CapacityGate
 from storefront_jobs.priorities import Priority
 from storefront_jobs.settings import Settings, get_settings
-from storefront_jobs.transport import CAPACITY_OPTION
-
-#: kombu's Redis transport with the capacity check inside the publish.
-TRANSPORT = "storefront_jobs.transport:Transport"
+from storefront_jobs.transport import CAPACITY_OPTION, register_uri_schemes, transport_for
 
 #: Where producers and workers look when no broker is configured (``dev`` sets one).
 FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -68,19 +65,41 @@ class StorefrontCelery(Celery):
     @functools.cached_property
     def checks_capacity_in_transport(self) -> bool:
         """True when every first publish is admitted atomically by storefront_jobs.transport."""
-        return bool(self.conf.broker_transport == TRANSPORT)
+        return self.conf.broker_transport is not None and str(self.conf.broker_transport).startswith(
+            "storefront_jobs.transport:"
+        )
+
+
+def restore_interval_s(settings: Settings) -> int:
+    """How often kombu sweeps for expired unacknowledged messages (throttle 1: every interval).
+
+    kombu's default, 10 s x throttle 10, brings a dead worker's jobs back up to
+    100 s after their visibility timeout; sweep often enough that they come
+    back soon after it.
+    """
+    return max(1, min(10, settings.visibility_timeout_s // 10))
+
+
+def job_time_limit_s(settings: Settings) -> int:
+    """Hard time limit of every job (``task_time_limit``): a run ends before its visibility timeout.
+
+    kombu restores a message unacknowledged for longer than the visibility
+    timeout even while its worker still runs it, and another worker starts it
+    again, concurrently. Killing the run (DLQ reason ``time_limit``) a margin
+    of two sweeps before that keeps it to one run at a time. The timeout counts
+    from the fetch, so a job fetched ahead or held for a retry countdown has
+    less: the visibility timeout must still cover those waits (docs/reliability.md).
+    A task's own ``time_limit`` overrides this one.
+    """
+    return max(1, settings.visibility_timeout_s - 2 * restore_interval_s(settings))
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu Redis transport options; identical in every process."""
-    vt = settings.visibility_timeout_s
     return {
         "queue_order_strategy": "sorted",
-        "visibility_timeout": vt,
-        # kombu sweeps for expired unacked messages every interval * throttle
-        # seconds (100 s by default); sweep often enough that a job whose
-        # worker died comes back soon after its visibility timeout.
-        "unacked_restore_interval": max(1, min(10, vt // 10)),
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": restore_interval_s(settings),
         "unacked_restore_throttle": 1,
         "priority_steps": list(keys.KOMBU_PRIORITY_STEPS),
         "sep": keys.KOMBU_SEP,
@@ -92,7 +111,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 def uses_atomic_admission(broker_url: str) -> bool:
     """Whether the storefront transport (capacity checked inside the publish) serves this broker."""
-    return broker_url.split("://", 1)[0] in {"redis", "rediss"}
+    return transport_for(broker_url) is not None
 
 
 def lane_queues() -> list[Queue]:
@@ -106,7 +125,7 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
     broker_url = settings.broker_url or FALLBACK_BROKER_URL
     app.conf.update(
         broker_url=broker_url,
-        broker_transport=TRANSPORT if uses_atomic_admission(broker_url) else None,
+        broker_transport=transport_for(broker_url),
         broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
         task_queues=lane_queues(),
@@ -123,6 +142,9 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
         worker_prefetch_multiplier=1,
         worker_disable_prefetch=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_time_limit=job_time_limit_s(settings),
+        # Keeps what Celery would log and drop (undecodable messages) in the DLQ first.
+        worker_consumer="storefront_jobs.deadletter.undecodable:UndecodableCapturingConsumer",
         worker_hijack_root_logger=False,
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
@@ -138,6 +160,7 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
     from storefront_jobs import signals  # noqa: PLC0415 - signals import the task module, which imports this one
     from storefront_jobs.deadletter import capture  # noqa: PLC0415 - same cycle
 
+    register_uri_schemes()
     signals.install()
     capture.install()
     return app

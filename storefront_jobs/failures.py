@@ -26,6 +26,7 @@ class FailureReason(enum.StrEnum):
     WORKER_LOST = "worker_lost"  #: the pool child died mid-job, retries on loss spent
     TIME_LIMIT = "time_limit"  #: the hard time limit killed the job
     REJECTED = "rejected"  #: Celery rejected the message (e.g. a retry could not be published)
+    UNDECODABLE = "undecodable"  #: the message is not a job at all; kept raw, never replayed
 
 
 def classify_failure(  # noqa: PLR0911 - one return per reason reads as the table it is

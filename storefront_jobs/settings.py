@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     #: Seconds a job may stay unacknowledged (running, or waiting out a retry
     #: countdown in a worker) before Redis hands it to another worker.
     visibility_timeout_s: PositiveInt = 3600
+    #: Largest JSON encoding of a job's arguments (args and kwargs) an enqueue
+    #: accepts; a larger job is refused with PayloadError before anything is sent.
+    max_payload_bytes: PositiveInt = 1 << 20
     #: Modules that workers and the CLI import so that users' tasks are registered.
     imports: Annotated[list[str], NoDecode] = []
     queue_capacity: QueueCapacity = QueueCapacity()
@@ -245,13 +248,16 @@ def env_var_name(loc: tuple[int | str, ...]) -> str:
 
 def _describe(error: Any) -> str:
     loc = tuple(error["loc"])
-    if loc and loc[0] == "worker_priority_filter":
-        name = "WORKER_PRIORITY_FILTER (or STOREFRONT_JOBS_WORKER_PRIORITY_FILTER)"
-    else:
-        name = env_var_name(loc)
     value = error.get("input")
     shown = "" if isinstance(value, dict) else f"={value!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if loc and loc[0] == "worker_priority_filter":
+        name = "WORKER_PRIORITY_FILTER (or STOREFRONT_JOBS_WORKER_PRIORITY_FILTER)"
+    elif loc and loc[0] == "admin_tokens" and len(loc) > 1:
+        # The location's next part is the token itself: never print it.
+        return f"{env_var_name(loc[:1])}: the scopes of a token: {message} (a list of scope names)"
+    else:
+        name = env_var_name(loc)
     return f"{name}{shown}: {message}"
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
+from kombu import serialization
 from kombu.exceptions import EncodeError
 
 from storefront_jobs import envelope, keys
@@ -127,6 +128,8 @@ class PriorityTask(_TaskBase):
         headers.setdefault(envelope.JOB_QUEUE, self.job_queue or self.name)
         options["headers"] = headers
         app = self._storefront_app()
+        if not is_retry and not self.app.conf.task_always_eager:
+            check_payload(self.name, args, kwargs, app.storefront_settings.max_payload_bytes, self.serializer)
         # On Redis the transport admits the job inside the publish (one round
         # trip, atomic); on other brokers the gate checks before publishing.
         if not is_retry and not self.app.conf.task_always_eager and not app.checks_capacity_in_transport:
@@ -175,6 +178,28 @@ class PriorityTask(_TaskBase):
                 )
             return lane_priority
         return self.lane_priority
+
+
+def check_payload(task_name: str, args: Any, kwargs: Any, limit_bytes: int, serializer: Any = "json") -> int:
+    """Size in bytes of a job's arguments as the serializer encodes them; PayloadError past the limit.
+
+    Encoding them once more costs microseconds for ordinary arguments and
+    refuses an unserializable or oversized job before anything is counted or sent.
+    """
+    try:
+        _type, _encoding, data = serialization.dumps(
+            (args or (), kwargs or {}), serializer=serializer or "json"
+        )
+    except EncodeError as exc:
+        raise PayloadError(f"cannot enqueue {task_name}: arguments are not JSON-serializable: {exc}") from exc
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > limit_bytes:
+        raise PayloadError(
+            f"cannot enqueue {task_name}: its arguments take {size} bytes as JSON, over the limit of "
+            f"{limit_bytes} (STOREFRONT_JOBS_MAX_PAYLOAD_BYTES); pass a reference to the data (an id, "
+            "an object-store key) instead"
+        )
+    return size
 
 
 def _exception_classes(value: Any, what: str, task_name: str) -> tuple[type[BaseException], ...]:

@@ -13,6 +13,13 @@ caller's publish batch (the DLQ replay checks capacity itself). The refusal is a
 :class:`QueueOverflowError` raised out of kombu's publish, which does not
 retry it (it is neither a connection nor a channel error).
 
+It also keeps the worker alive when a lane holds something that is not a
+kombu message (``LPUSH p2.default garbage``): kombu would raise out of the
+worker's event loop, the worker would exit and the item would be gone. The
+channel wraps such an item into a message no worker accepts, carrying the
+item, and delivers it; the worker's consumer stores it in the DLQ as
+``undecodable`` (:mod:`storefront_jobs.deadletter.undecodable`).
+
 Select it with ``broker_transport = "storefront_jobs.transport:Transport"``
 (:func:`storefront_jobs.application.create_app` does, for ``redis://`` and
 ``rediss://`` brokers).
@@ -20,12 +27,18 @@ Select it with ``broker_transport = "storefront_jobs.transport:Transport"``
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
+import uuid
+from queue import Empty
 from typing import Any
 
+from kombu import Connection
 from kombu.transport import redis as kombu_redis
-from kombu.utils.json import dumps
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from storefront_jobs import keys
@@ -55,6 +68,28 @@ return depth
 _ADMIT_AND_PUSH_SHA = hashlib.sha1(_ADMIT_AND_PUSH_LUA.encode()).hexdigest()  # Redis names scripts by SHA-1
 
 _HOST = socket.gethostname()
+
+#: Content type of a wrapped list item that was not a kombu message; no worker accepts it.
+WRAPPED_CONTENT_TYPE = "application/x-storefront-undeliverable"
+#: Headers of a wrapped item: why kombu could not read it, and the lane it was popped from.
+WRAP_ERROR_HEADER = "x-storefront-error"
+WRAP_LANE_HEADER = "x-storefront-lane"
+
+
+def wrap_list_item(item: bytes, lane: str, error: BaseException) -> dict[str, Any]:
+    """A kombu message carrying a list item that was not one, for the worker to dead-letter."""
+    return {
+        "body": base64.b64encode(item).decode(),
+        "content-type": WRAPPED_CONTENT_TYPE,
+        "content-encoding": "binary",
+        "headers": {WRAP_ERROR_HEADER: f"{type(error).__name__}: {error}"[:2_000], WRAP_LANE_HEADER: lane},
+        "properties": {
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+            "delivery_info": {"exchange": lane, "routing_key": lane},
+            "priority": 0,
+        },
+    }
 
 
 def needs_admission(queue: str, message: dict[str, Any], capacities: dict[str, int]) -> bool:
@@ -116,6 +151,77 @@ class Channel(kombu_redis.Channel):
         if result < 0:
             raise QueueOverflowError(queue, -result - 1, capacities[queue])
 
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        # kombu's Channel.close drops the channel's connection pools, then
+        # restores the unacknowledged messages, which needs a pool again; after
+        # a lost broker connection the kombu Connection may be gone by then, and
+        # the AttributeError that follows stops the worker ("Unrecoverable
+        # error") instead of letting it reconnect. A closed connection is a
+        # connection error: Celery ignores it there and reconnects, and the
+        # messages come back with the visibility timeout.
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection of this channel is closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
+
+    def _brpop_read(self, **options: Any) -> bool:
+        # kombu 5.7's own, except that the popped item is checked before delivery
+        # (kombu.transport.redis.Channel._brpop_read delivers `loads(item)` as is).
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:  # type: ignore[attr-defined]
+                # if there's a ConnectionError, disconnect so the next
+                # iteration will reconnect automatically.
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise Empty()
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)  # type: ignore[attr-defined]
+            self.connection._deliver(self._deliverable(item, dest), dest)
+            return True
+        finally:
+            self._in_poll = None
+            flush = getattr(self, "_flush_brpop_reauth", None)
+            if flush is not None:
+                flush()
+
+    def _deliverable(self, item: bytes, lane: str) -> dict[str, Any]:
+        """The item as kombu's payload, or wrapped when kombu could not build a message from it."""
+        try:
+            payload: dict[str, Any] = loads(bytes_to_str(item))
+            self.Message(payload, channel=self)  # raises on anything but a kombu message
+        except Exception as exc:
+            return wrap_list_item(item if isinstance(item, bytes) else str(item).encode(), lane, exc)
+        return payload
+
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SecureTransport(Transport):
+    """The same transport for ``rediss://`` brokers; only its URI scheme differs."""
+
+
+TRANSPORT = "storefront_jobs.transport:Transport"
+SECURE_TRANSPORT = "storefront_jobs.transport:SecureTransport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The transport serving ``broker_url``: ours for Redis, kombu's own for anything else."""
+    scheme = broker_url.split("://", 1)[0]
+    return {"redis": TRANSPORT, "rediss": SECURE_TRANSPORT}.get(scheme)
+
+
+def register_uri_schemes() -> None:
+    """Make connections on these transports write their URI as ``redis://``/``rediss://``.
+
+    kombu writes a connection's URI with the transport's name as the scheme;
+    Flower reads the broker's URI back to pick its queue-length client, and
+    would not recognise ``storefront_jobs.transport:Transport://``. The entry
+    only renames our transports in URIs; every other transport is untouched.
+    """
+    Connection.resolve_aliases.setdefault(TRANSPORT, "redis")
+    Connection.resolve_aliases.setdefault(SECURE_TRANSPORT, "rediss")

@@ -146,6 +146,8 @@ def _replay(celery_app: Any, body: ReplayBody, principal: auth.Principal) -> dic
         report = replayer.replay(request, actor=principal.actor, source="http")
     if body.execution_id is not None and report.missing:
         raise DeadLetterNotFound(body.execution_id)
+    if body.execution_id is not None and report.not_replayable:
+        raise ProblemError(422, "Unprocessable Content", report.not_replayable[body.execution_id])
     if report.stopped and report.replayed_count == 0:
         raise ProblemError(
             429, "Too Many Requests", report.stopped, extra={"operationId": report.operation_id}

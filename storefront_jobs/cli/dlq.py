@@ -11,6 +11,7 @@ Exit codes (stable, for scripts):
 2     usage error, bad setting, Redis unreachable, other errors
 3     ``show``: no entry with that execution id;
       ``replay IDS``: none of the ids is in the DLQ
+      (ids that are all undecodable entries, which cannot be replayed: 2)
 4     ``replay`` stopped at a full lane (the rest stays in the DLQ)
 5     ``import``: the file is not a DLQ export (nothing was written)
 ====  ===========================================================
@@ -185,10 +186,13 @@ def replay(
     )
     with replayer_for(_app(ctx)) as replayer:
         count, sample = replayer.preview(request)
+        refused = replayer.unreplayable(execution_ids)
+        for execution_id, why in refused.items():
+            out.note(f"not replayable: {execution_id}: {why}")
         if dry_run or count == 0:
             out.show_preview(count, sample, fmt, dry_run)
             if count == 0 and execution_ids:
-                sys.exit(EXIT_NOT_FOUND)
+                sys.exit(EXIT_ERROR if refused else EXIT_NOT_FOUND)
             return
         args.confirm(f"Replay {count} DLQ entr{'y' if count == 1 else 'ies'}?", yes)
         with out.progress_bar("replaying", count) as advance:

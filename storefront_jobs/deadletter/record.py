@@ -8,7 +8,8 @@ DESIGN.md::
     args, kwargs, headers, tenantId,
     lastError {type, message, traceback},
     errors [{attempt, type, message, at}],       <- every attempt, oldest first
-    reason, enqueuedAt, failedAt, worker, replayOf, replayCount
+    reason, enqueuedAt, failedAt, worker, replayOf, replayCount,
+    rawMessage                                   <- undecodable entries only
 
 Times are seconds since the epoch (floats), like the ``enqueuedAt`` header.
 ``args``/``kwargs`` are the job's real JSON values, never reprs, so a record
@@ -17,9 +18,17 @@ can be replayed and exported without loss.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 from storefront_jobs import envelope
@@ -64,6 +73,27 @@ class AttemptError(_Model):
     at: float
 
 
+class RawMessage(_Model):
+    """The message of an ``undecodable`` entry, as it was found, so an operator can read it.
+
+    ``source`` is ``body`` when kombu's envelope was readable but the job in it
+    was not (a foreign content type, a body that is not JSON, a malformed task
+    message), ``list-item`` when the lane's list item was not a kombu message
+    at all. ``body`` is text when it was UTF-8, else base64 (``bodyEncoding``);
+    it keeps at most ``MAX_PAYLOAD_BYTES`` (``bodyBytes`` is the full size).
+    """
+
+    source: Literal["body", "list-item"]
+    content_type: str | None = None
+    content_encoding: str | None = None
+    headers: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    body: str = ""
+    body_encoding: Literal["utf-8", "base64"] = "utf-8"
+    body_bytes: int = Field(default=0, ge=0)
+    truncated: bool = False
+
+
 class DeadLetter(_Model):
     """One entry of the DLQ, keyed by ``execution_id``."""
 
@@ -85,6 +115,24 @@ class DeadLetter(_Model):
     worker: str | None = None
     replay_of: str | None = None
     replay_count: int = Field(default=0, ge=0)
+    #: Only on ``undecodable`` entries; absent from every other record's JSON.
+    raw_message: RawMessage | None = None
+
+    # Unannotated return on purpose: pydantic then keeps the model's own schema
+    # for serialization (the OpenAPI document); with one it would use that type.
+    @model_serializer(mode="wrap")
+    def _omit_absent_raw_message(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("rawMessage", "raw_message"):
+                if key in data and data[key] is None:
+                    del data[key]
+        return data
+
+    @property
+    def replayable(self) -> bool:
+        """An undecodable message is no job: there is nothing to send again."""
+        return self.reason is not FailureReason.UNDECODABLE
 
     def to_json(self) -> str:
         """The canonical JSON line: what Redis stores and what export writes."""

@@ -20,6 +20,8 @@ Safety, in order of the loop:
   under the rate.
 * **Audited.** The operation is in the audit log from its start; the MOVE
   script counts each entry into it.
+* **Only jobs.** An ``undecodable`` entry holds a message that was never a
+  job: it is reported as not replayable and stays in the DLQ.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ from storefront_jobs.priorities import Priority
 
 #: Replayed (old id -> new id) pairs a report keeps; the count is always exact.
 REPORT_SAMPLE = 1_000
+#: Why an undecodable entry is refused.
+NOT_REPLAYABLE = (
+    "an undecodable message holds no job to send again; its raw message is in the entry (rawMessage): "
+    "read it with `dlq show`, then delete the entry"
+)
 _HOST = socket.gethostname()
 
 
@@ -108,6 +115,8 @@ class ReplayReport:
     missing: list[str] = dataclasses.field(default_factory=list)
     #: Why the replay stopped early (a full lane), or None.
     stopped: str | None = None
+    #: Entries that cannot be replayed (undecodable messages), at most REPORT_SAMPLE: id -> why.
+    not_replayable: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +126,7 @@ class ReplayReport:
             "alreadyReplayed": self.already_replayed,
             "missing": self.missing,
             "stopped": self.stopped,
+            "notReplayable": self.not_replayable,
         }
 
 
@@ -151,6 +161,9 @@ def _records_by_id(store: DeadLetterStore, ids: Sequence[str], report: ReplayRep
     found = []
     for eid in ids:
         record = store.get(eid)
+        if record is not None and not record.replayable:
+            report.not_replayable[eid] = NOT_REPLAYABLE
+            continue
         if record is not None:
             found.append(record)
             continue
@@ -176,7 +189,11 @@ def candidate_batches(
     while True:
         page = store.page(request.filter or Filter(), cursor, size)
         if page.items:
-            yield page.records()
+            records = page.records()
+            for record in records:
+                if not record.replayable and len(report.not_replayable) < REPORT_SAMPLE:
+                    report.not_replayable[record.execution_id] = NOT_REPLAYABLE
+            yield [r for r in records if r.replayable]
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
@@ -202,10 +219,19 @@ class Replayer:
         self._clock = clock
         self._new_id = new_id
 
+    def unreplayable(self, execution_ids: Sequence[str]) -> dict[str, str]:
+        """Those of ``execution_ids`` that are in the DLQ but cannot be replayed: id -> why."""
+        records = (self._store.get(i) for i in dict.fromkeys(execution_ids))
+        return {r.execution_id: NOT_REPLAYABLE for r in records if r is not None and not r.replayable}
+
     def preview(self, request: ReplayRequest, sample: int = 5) -> tuple[int, list[DeadLetter]]:
         """Dry run: how many entries would be replayed, and the first few of them."""
         if request.execution_ids:
-            records = [r for r in (self._store.get(i) for i in dict.fromkeys(request.execution_ids)) if r]
+            records = [
+                r
+                for r in (self._store.get(i) for i in dict.fromkeys(request.execution_ids))
+                if r is not None and r.replayable
+            ]
             count = len(records)
         else:
             flt = request.filter or Filter()

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from storefront_jobs import create_app, load_settings
-from storefront_jobs.application import TRANSPORT, uses_atomic_admission
-from storefront_jobs.transport import CAPACITY_OPTION, needs_admission
+from storefront_jobs.application import uses_atomic_admission
+from storefront_jobs.transport import CAPACITY_OPTION, TRANSPORT, needs_admission
 
 CAPACITIES = {"p2.default": 100}
 
@@ -22,3 +22,14 @@ def test_redis_brokers_get_the_admitting_transport() -> None:
     assert app.conf.broker_transport == TRANSPORT
     assert app.checks_capacity_in_transport
     assert app.conf.broker_transport_options[CAPACITY_OPTION]["p3.low"] == 7
+
+
+def test_connections_still_say_redis_in_their_uri() -> None:
+    # Flower picks its queue-length client from the broker URI's scheme.
+    app = create_app(load_settings(broker_url="redis://127.0.0.1:6399/3"), main="uri")
+    with app.connection() as connection:
+        assert connection.as_uri().startswith("redis://")
+        assert connection.as_uri().endswith("127.0.0.1:6399/3")
+        assert connection.transport_cls == TRANSPORT
+    secure = create_app(load_settings(broker_url="rediss://cache:6380/0"), main="uri-tls")
+    assert secure.conf.broker_transport.endswith(":SecureTransport")
