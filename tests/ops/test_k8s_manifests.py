@@ -682,16 +682,6 @@ def backlog_case(
     }
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing in CI: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return path
-
-
 def test_keda_queries_compute_the_backlog(production: list[Obj], promtool: str, tmp_path: Path) -> None:
     """Evaluated by Prometheus' own engine: no double count over admin replicas, paused lanes left out."""
     cases = []
