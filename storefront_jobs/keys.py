@@ -12,6 +12,14 @@ Storage layout (one Redis database, shared with kombu):
     sets a message priority, but a foreign producer could: depth counts them.
 ``unacked``, ``unacked_index``, ``unacked_mutex``
     kombu's record of messages held by workers (late ack, ETA retries).
+``storefront:doorbell:<lane>``
+    List of wake-up tokens: every push into a lane by storefront-jobs also
+    pushes a token here (kept to the newest 1,000), and an idle worker blocks
+    on the tokens of its lanes instead of on the lanes themselves, so that the
+    job is taken out of its lane by a script that records it as unacknowledged
+    in the same step (:mod:`storefront_jobs.transport`, "reliable fetch"). A
+    token is only a hint: a worker also looks every second without one, and
+    deletes a lane's tokens when it finds the lane empty.
 ``storefront:overflow``
     Hash, priority label -> number of enqueues refused because the lane was
     full. Counted in Redis so that every producer process adds to one number.
@@ -83,6 +91,8 @@ KEY_PREFIX = "storefront:"
 KOMBU_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 KOMBU_SEP = "\x06\x16"
 
+#: Most wake-up tokens kept per lane: enough to wake every idle worker of a lane at once.
+DOORBELL_MAX = 1_000
 OVERFLOW_COUNTS = KEY_PREFIX + "overflow"
 #: Hash, ``<priority>\t<job queue>\t<task>\t<producer host>`` -> first enqueues accepted (retries excluded).
 ENQUEUED_COUNTS = KEY_PREFIX + "enqueued"
@@ -122,6 +132,16 @@ def lane_lists(
     step gets its own list.
     """
     return [prefix + lane] + [f"{prefix}{lane}{sep}{step}" for step in steps if step]
+
+
+def lane_of_list(name: str, sep: str = KOMBU_SEP) -> str:
+    """The lane (queue) a kombu list belongs to: the name without its priority suffix."""
+    return name.split(sep, 1)[0]
+
+
+def doorbell(lane: str) -> str:
+    """The list of wake-up tokens of a lane (see the layout above)."""
+    return f"{KEY_PREFIX}doorbell:{lane}"
 
 
 # --- Dead-letter queue -------------------------------------------------------

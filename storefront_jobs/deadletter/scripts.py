@@ -108,21 +108,26 @@ return n
 )
 
 # Replays entries: for each (id, lane list, message, new id, enqueued-counter
-# field) still in the DLQ, pushes the message onto the lane exactly as kombu
-# would (LPUSH), removes the entry, remembers the new id and counts the enqueue
-# (the hash the capacity gate counts every enqueue in), all in one step.
+# field, lane doorbell) still in the DLQ, pushes the message onto the lane
+# exactly as kombu would (LPUSH), rings the lane's doorbell so an idle worker
+# takes it at once (storefront_jobs.transport), removes the entry, remembers
+# the new id and counts the enqueue (the hash the capacity gate counts every
+# enqueue in), all in one step.
 # KEYS[4] = stats, KEYS[5] = audit entry hash (or ''), KEYS[6] = enqueued-counter
-# hash. ARGV[3] = replayed-marker prefix, ARGV[4] = marker TTL (s), ARGV[5..] =
-# quintuples. Returns, per entry, the new id, or '' when it was no longer there.
+# hash. ARGV[3] = replayed-marker prefix, ARGV[4] = marker TTL (s), ARGV[5] =
+# last doorbell index kept, ARGV[6..] = sextuples. Returns, per entry, the new
+# id, or '' when it was no longer there.
 MOVE = (
     _REMOVE
     + """
 local out = {}
 local n = 0
-for i = 5, #ARGV, 5 do
+for i = 6, #ARGV, 6 do
   local id = ARGV[i]
   if redis.call('HEXISTS', KEYS[1], id) == 1 then
     redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
+    redis.call('LPUSH', ARGV[i + 5], '1')
+    redis.call('LTRIM', ARGV[i + 5], 0, tonumber(ARGV[5]))
     remove(id)
     redis.call('SET', ARGV[3] .. id, ARGV[i + 3], 'EX', tonumber(ARGV[4]))
     redis.call('HINCRBY', KEYS[6], ARGV[i + 4], 1)

@@ -250,9 +250,10 @@ class RedisDeadLetterStore:
         if not moves:
             return []
         audit_key = keys.dlq_audit_entry(operation_id) if operation_id else ""
-        args: list[Any] = [*self._prefixes, keys.dlq_replayed(""), self.retention_s]
+        args: list[Any] = [*self._prefixes, keys.dlq_replayed(""), self.retention_s, keys.DOORBELL_MAX - 1]
         for m in moves:
-            args += [m.execution_id, m.lane_list, m.message, m.new_id, m.enqueued_field or "unknown"]
+            bell = keys.doorbell(keys.lane_of_list(m.lane_list))
+            args += [m.execution_id, m.lane_list, m.message, m.new_id, m.enqueued_field or "unknown", bell]
         script_keys = [*self._base_keys, audit_key, keys.ENQUEUED_COUNTS]
         return [v.decode() for v in self._move(keys=script_keys, args=args)]
 

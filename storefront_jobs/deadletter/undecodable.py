@@ -13,6 +13,11 @@ is gone. Two hooks keep it instead:
    stores a DLQ record with the raw message, then lets Celery acknowledge or reject it: capture
    before ack, as for every dead job.
 
+A task message naming a task the worker has no code for (a producer deployed before its workers)
+is a job, not garbage: Celery logs "Received unregistered task" and drops it; here it becomes an
+ordinary, replayable dead letter (reason ``rejected``, error ``NotRegistered``, its arguments kept),
+to replay once the code is deployed.
+
 The entry's id is ``undecodable-<delivery tag>``, so a redelivery after a crash is stored once.
 There is no job in it to send again: replay reports it as not replayable and leaves it in the DLQ;
 ``dlq show`` (or the API) displays ``rawMessage`` for an operator to read.
@@ -31,8 +36,9 @@ from celery.worker.consumer import Consumer
 
 from storefront_jobs import envelope, keys
 from storefront_jobs.deadletter import store_for
+from storefront_jobs.deadletter.capture import capture as capture_failure
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter, ErrorInfo, Payload, RawMessage
-from storefront_jobs.failures import FailureReason
+from storefront_jobs.failures import FailureReason, JobFailure
 from storefront_jobs.priorities import Priority
 from storefront_jobs.transport import WRAP_ERROR_HEADER, WRAP_LANE_HEADER, WRAPPED_CONTENT_TYPE
 
@@ -142,6 +148,41 @@ def capture(app: Any, message: Any, exc: BaseException | None, worker: str | Non
     return added
 
 
+def unknown_task_failure(
+    message: Any, exc: BaseException, *, worker: str | None, now_s: float
+) -> JobFailure | None:
+    """The dead letter of a task message naming a task the worker does not know, or None if unreadable."""
+    headers: dict[str, Any] = dict(getattr(message, "headers", None) or {})
+    try:
+        args, kwargs, _embed = message.decode()
+        execution_id, task = str(headers["id"]), str(headers["task"])
+    except Exception:
+        return None
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        return None
+    lane = _lane(message)
+    enqueued_at = headers.get(envelope.ENQUEUED_AT)
+    priority = (keys.priority_of_lane(lane) if lane else None) or Priority.DEFAULT
+    return JobFailure(
+        execution_id=execution_id,
+        task=task,
+        job_queue=_text(headers.get(envelope.JOB_QUEUE)) or lane or "(unknown)",
+        priority=priority.name,
+        attempt=int(headers.get("retries") or 0) + 1,
+        reason=FailureReason.REJECTED,
+        error_type="NotRegistered",
+        error_message=f"no worker of this lane knows the task {task!r} ({type(exc).__name__}: {exc})"[:2_000],
+        traceback=None,
+        args=list(args),
+        kwargs=dict(kwargs),
+        headers=headers,
+        tenant_id=_text(headers.get(envelope.TENANT_ID)),
+        enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+        failed_at=now_s,
+        worker=worker,
+    )
+
+
 class UndecodableCapturingConsumer(Consumer):
     """Celery's consumer, with every message it would drop as undecodable kept in the DLQ first."""
 
@@ -152,6 +193,14 @@ class UndecodableCapturingConsumer(Consumer):
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         capture(self.app, message, exc, self.hostname)
         super().on_invalid_task(body, message, exc)
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        # A job this worker has no code for (a producer deployed before its workers): Celery logs it
+        # and drops it. Kept as a replayable dead letter instead; replay it once the code is deployed.
+        failure = unknown_task_failure(message, exc, worker=self.hostname, now_s=time.time())
+        if failure is None or not capture_failure(store_for(self.app), failure):
+            capture(self.app, message, exc, self.hostname)
+        super().on_unknown_task(body, message, exc)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
         capture(self.app, message, None, self.hostname)

@@ -11,6 +11,7 @@ erase the evidence. Layout, under ``chaos:<run>:``::
     last_start  hash   job id -> time its latest run began
     current     hash   pid -> job id that process is running now
     concurrent  hash   job id -> runs begun while another live process ran the same id
+    redelivered hash   job id -> runs of a message kombu restored (``delivery_info["redelivered"]``)
 
 At the end of a scenario :func:`account` compares the producers' view
 (acknowledged enqueues, refused enqueues) with the ledger and the DLQ:
@@ -72,11 +73,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def job_started(run: str, job_id: str) -> None:
+def job_started(run: str, job_id: str, *, redelivered: bool = False) -> None:
     """A run of ``job_id`` begins in this process; flags it if another live process runs it too."""
     pid = os.getpid()
     pipe = _ledger_client().pipeline(transaction=True)
     pipe.hincrby(ledger_key(run, "starts"), job_id, 1)
+    if redelivered:
+        pipe.hincrby(ledger_key(run, "redelivered"), job_id, 1)
     pipe.hset(ledger_key(run, "last_start"), job_id, repr(time.time()))
     pipe.hset(ledger_key(run, "current"), str(pid), job_id)
     pipe.hgetall(ledger_key(run, "current"))
@@ -125,6 +128,9 @@ class Ledger:
     def concurrent(self) -> dict[str, int]:
         return _ints(self.client.hgetall(self.key("concurrent")))
 
+    def redelivered(self) -> dict[str, int]:
+        return _ints(self.client.hgetall(self.key("redelivered")))
+
     def done_at(self) -> dict[str, float]:
         return _floats(self.client.hgetall(self.key("done_at")))
 
@@ -137,6 +143,11 @@ class Ledger:
     def running(self) -> set[str]:
         """Job ids that a process has begun and not finished (killed runs included)."""
         return {j.decode() for j in self.client.hvals(self.key("current"))}
+
+    def live_running(self) -> set[str]:
+        """Job ids that a live process is running now."""
+        current = self.client.hgetall(self.key("current"))
+        return {j.decode() for p, j in current.items() if _alive(int(p))}
 
 
 def dlq_reasons(store: DeadLetterStore) -> dict[str, str]:
@@ -171,6 +182,44 @@ def accounted(ledger: Ledger, store: DeadLetterStore, ids: Iterable[str]) -> boo
     return all(i in dead for i in pending)
 
 
+def settle(
+    ledger: Ledger,
+    store: DeadLetterStore,
+    broker: redis.Redis,
+    ids: Iterable[str],
+    timeout_s: float,
+    quiet_s: float = 2.0,
+) -> None:
+    """Wait until every job is accounted for, or until nothing more can run; then :func:`account` judges.
+
+    Nothing more can run once no lane holds a message, no worker holds one
+    (``unacked``: running, fetched ahead, or counting down to a retry) and no
+    process is inside a job (a job that outlived its visibility timeout can run
+    on after an earlier run acknowledged its message). That state must last
+    ``quiet_s``: a message being fetched is briefly in neither place.
+    """
+    ids = list(ids)
+    deadline = time.monotonic() + timeout_s
+    quiet_since: float | None = None
+    while True:
+        idle = broker_idle(broker) and not ledger.live_running()
+        if idle and accounted(ledger, store, ids):
+            return
+        now = time.monotonic()
+        quiet_since = (quiet_since or now) if idle else None
+        if quiet_since is not None and now - quiet_since >= quiet_s:
+            return  # some jobs will never run: the accounting reports them as lost
+        if now > deadline:
+            done = set(ledger.runs())
+            pending = [i for i in ids if i not in done]
+            raise AssertionError(
+                f"not settled in {timeout_s} s: {len(pending)} jobs neither completed nor dead-lettered "
+                f"(e.g. {pending[:5]}); unacked: {broker.hlen('unacked')}, "
+                f"running: {sorted(ledger.live_running())[:5]}"
+            )
+        time.sleep(0.2)
+
+
 @dataclasses.dataclass
 class Outcome:
     """The counts of one scenario; ``lost`` must be 0."""
@@ -187,6 +236,7 @@ class Outcome:
     refused_but_ran: int
     unexpected: int
     concurrent_runs: int
+    redelivered_runs: int
     seconds: float
     dlq_reasons: dict[str, int]
     refused_errors: dict[str, int]
@@ -242,6 +292,7 @@ def account(
         refused_but_ran=len((set(runs) | set(reasons)) & set(refused)),
         unexpected=len(set(runs) - known),
         concurrent_runs=sum(ledger.concurrent().values()),
+        redelivered_runs=sum(ledger.redelivered().values()),
         seconds=round(time.monotonic() - started_s, 1),
         dlq_reasons=reason_counts,
         refused_errors=error_counts,
@@ -251,16 +302,21 @@ def account(
 
 
 def publish(outcome: Outcome, tmp_path: Path) -> None:
-    """Write the counts to the test's tmp dir, print them, and merge them into ``CHAOS_RESULTS_FILE``."""
-    text = outcome.summary()
+    """Write a scenario's counts: see :func:`write_result`."""
+    write_result(outcome.scenario, outcome.to_dict(), tmp_path)
+
+
+def write_result(name: str, result: dict[str, Any], tmp_path: Path) -> None:
+    """Write counts to the test's tmp dir, print them, and merge them into ``CHAOS_RESULTS_FILE``."""
+    text = json.dumps(result, sort_keys=True)
     (tmp_path / "chaos-result.json").write_text(text + "\n")
-    print(f"chaos result: {text}")  # shown with -s, and in the report of a failing test
+    print(f"chaos result: {name}: {text}")  # shown with -s, and in the report of a failing test
     target = os.environ.get(RESULTS_FILE_VAR)
     if not target:
         return
     path = Path(target)
     results = json.loads(path.read_text()) if path.is_file() and path.stat().st_size else {}
-    results[outcome.scenario] = outcome.to_dict()
+    results[name] = result
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 

@@ -8,6 +8,8 @@ Nothing is retried here, so every id has exactly one answer.
 
 ``--go-key`` makes the producer count itself ready (``INCR <go-key>:ready`` on the ledger) and wait
 until ``<go-key>`` exists, so several producers start racing at the same instant.
+
+Tests start one with :func:`start_producer` and read its answers from the :class:`Producer`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import redis
 
 from tests.chaos.accounting import LEDGER_URL_VAR
+from tests.support.workers import REPO_ROOT, worker_env
 
 
 def wait_for_go(client: redis.Redis, go_key: str, timeout_s: float = 60.0) -> None:
@@ -61,6 +67,62 @@ def main() -> None:
                 line.update(error=type(exc).__name__, message=str(exc)[:300])
             out.write(json.dumps(line) + "\n")
             out.flush()
+
+
+# --- test side ------------------------------------------------------------------------------------
+
+
+class Producer:
+    """A `tests.chaos.producer` process and the answers it wrote down."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], out: Path, log: Path) -> None:
+        self.proc = proc
+        self.out = out
+        self.log = log
+
+    def wait(self, timeout_s: float = 120.0) -> None:
+        code = self.proc.wait(timeout_s)
+        assert code == 0, f"producer exited with {code}:\n{self.log.read_text()[-3000:]}"
+
+    def answers(self) -> list[dict[str, object]]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+
+    def acknowledged(self) -> list[str]:
+        return [str(a["id"]) for a in self.answers() if a.get("ok")]
+
+    def refused(self) -> dict[str, str]:
+        return {str(a["id"]): str(a["error"]) for a in self.answers() if not a.get("ok")}
+
+
+def start_producer(
+    broker_url: str,
+    tmp_path: Path,
+    *,
+    run: str,
+    prefix: str,
+    count: int,
+    rate: float = 0.0,
+    sleep_s: float = 0.0,
+    go_key: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> Producer:
+    out, log = tmp_path / f"producer-{prefix}.jsonl", tmp_path / f"producer-{prefix}.log"
+    cmd = [sys.executable, "-m", "tests.chaos.producer", "--run", run, "--prefix", prefix]
+    cmd += ["--count", str(count), "--rate", str(rate), "--sleep", str(sleep_s), "--out", str(out)]
+    if go_key:
+        cmd += ["--go-key", go_key]
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            env=worker_env(broker_url, **(settings or {})),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+        )
+    return Producer(proc, out, log)
 
 
 if __name__ == "__main__":

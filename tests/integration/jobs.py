@@ -237,7 +237,8 @@ def chaos_work(run: str, job_id: str, sleep_s: float = 0.0) -> None:
     """A job that takes ``sleep_s`` and records its start and its completion."""
     from tests.chaos import accounting
 
-    accounting.job_started(run, job_id)
+    redelivered = bool((chaos_work.request.delivery_info or {}).get("redelivered"))
+    accounting.job_started(run, job_id, redelivered=redelivered)
     if sleep_s:
         time.sleep(sleep_s)
     accounting.job_finished(run, job_id)

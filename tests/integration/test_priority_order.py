@@ -40,6 +40,8 @@ def test_a_new_critical_job_overtakes_queued_bulk_jobs(
     }
     started_before = [s for s in order[: order.index(critical_start)] if s["kind"] == "bulk"]
     late_fetches = [s["n"] for s in started_before if received_at[s["n"]] > sent_at]  # type: ignore[index]
-    assert late_fetches == [], f"BULK jobs fetched after the CRITICAL job was sent ran first: {late_fetches}"
+    # The pool's one fetch in flight when the CRITICAL job was pushed (prefetch is off: one at a time)
+    # may have taken a BULK job that the worker only reads after `sent_at`; any second one is an inversion.
+    assert len(late_fetches) <= 1, f"BULK jobs fetched after the CRITICAL job was sent: {late_fetches}"
     assert float(critical_start["at"]) - sent_at < 0.5  # type: ignore[arg-type]
     assert redis_client.llen("p4.bulk") > 100, "the test proves nothing if the BULK backlog had drained"

@@ -34,7 +34,7 @@ from storefront_jobs.cli.flower import check_passthrough
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.metrics.definitions import metric_names
 from storefront_jobs.priorities import Priority, parse_priorities
-from storefront_jobs.settings import ENV_PREFIX, Settings, load_settings
+from storefront_jobs.settings import ENV_PREFIX, Settings, basic_auth_pairs, load_settings
 from tests.ops import k8s, promql
 
 Obj = dict[str, Any]
@@ -545,6 +545,10 @@ def test_flower_is_reachable_only_through_a_proxy_that_hides_its_metrics(base: l
     assert "STOREFRONT_JOBS_FLOWER_ADDRESS" not in environment
     assert Settings.model_fields["flower_address"].default == "127.0.0.1"
     assert flower["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "STOREFRONT_JOBS_FLOWER_BASIC_AUTH"
+    # ... from our Secret, holding valid users, and never switched off on the command line.
+    assert flower["env"][0]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+    assert basic_auth_pairs(secret_data(base)["STOREFRONT_JOBS_FLOWER_BASIC_AUTH"])
+    assert not [arg for arg in flower.get("args", []) if arg.startswith("--no-auth")], flower["args"]
     assert "ports" not in flower
     # The proxy: the pod's only port, in front of Flower's port, and /metrics answered by nginx itself.
     (port,) = proxy["ports"]
