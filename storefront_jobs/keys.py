@@ -17,7 +17,7 @@ Storage layout (one Redis database, shared with kombu):
     pushes a token here (kept to the newest 1,000), and an idle worker blocks
     on the tokens of its lanes instead of on the lanes themselves, so that the
     job is taken out of its lane by a script that records it as unacknowledged
-    in the same step (:mod:`storefront_jobs.transport`, "reliable fetch"). A
+    in the same step (:mod:`storefront_jobs.fetch`). A
     token is only a hint: a worker also looks every second without one, and
     deletes a lane's tokens when it finds the lane empty.
 ``storefront:overflow``

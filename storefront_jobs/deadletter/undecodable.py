@@ -6,7 +6,7 @@ message, a message that is no task message), and kombu's Redis transport, handed
 is not a kombu message at all, raises out of the worker's event loop: the worker exits, the item
 is gone. Two hooks keep it instead:
 
-1. :class:`storefront_jobs.transport.Channel` wraps a list item that is not a kombu message into
+1. :class:`storefront_jobs.fetch.FetchingChannel` wraps a list item that is not a kombu message into
    one whose content type no worker accepts (``WRAPPED_CONTENT_TYPE``), the item as its body, and
    delivers that like any message, so it is held as unacknowledged and reaches step 2;
 2. :class:`UndecodableCapturingConsumer`, Celery's ``worker_consumer`` (set by ``create_app``),
@@ -39,8 +39,8 @@ from storefront_jobs.deadletter import store_for
 from storefront_jobs.deadletter.capture import capture as capture_failure
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter, ErrorInfo, Payload, RawMessage
 from storefront_jobs.failures import FailureReason, JobFailure
+from storefront_jobs.fetch import WRAP_ERROR_HEADER, WRAP_LANE_HEADER, WRAPPED_CONTENT_TYPE
 from storefront_jobs.priorities import Priority
-from storefront_jobs.transport import WRAP_ERROR_HEADER, WRAP_LANE_HEADER, WRAPPED_CONTENT_TYPE
 
 logger = logging.getLogger("storefront_jobs.dlq")
 
@@ -77,6 +77,11 @@ def raw_message(message: Any, max_bytes: int) -> RawMessage:
     )
 
 
+def _enqueued_at(headers: Mapping[str, Any]) -> float | None:
+    value = headers.get(envelope.ENQUEUED_AT)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _lane(message: Any) -> str | None:
     headers = getattr(message, "headers", None) or {}
     if getattr(message, "content_type", None) == WRAPPED_CONTENT_TYPE:
@@ -100,7 +105,6 @@ def record_for(
     lane = _lane(message)
     task = _text(headers.get("task")) or NO_TASK
     tenant = _text(headers.get(envelope.TENANT_ID))
-    enqueued_at = headers.get(envelope.ENQUEUED_AT)
     tag = _text(getattr(message, "delivery_tag", None)) or uuid.uuid4().hex
     return DeadLetter(
         execution_id=f"undecodable-{tag}"[:200],
@@ -113,7 +117,7 @@ def record_for(
         last_error=ErrorInfo(type=error_type, message=error_message),
         errors=[AttemptError(attempt=1, type=error_type, message=error_message, at=now_s)],
         reason=FailureReason.UNDECODABLE,
-        enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+        enqueued_at=_enqueued_at(headers),
         failed_at=now_s,
         worker=worker,
         raw_message=raw_message(message, max_bytes),
@@ -161,7 +165,6 @@ def unknown_task_failure(
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
         return None
     lane = _lane(message)
-    enqueued_at = headers.get(envelope.ENQUEUED_AT)
     priority = (keys.priority_of_lane(lane) if lane else None) or Priority.DEFAULT
     return JobFailure(
         execution_id=execution_id,
@@ -177,7 +180,7 @@ def unknown_task_failure(
         kwargs=dict(kwargs),
         headers=headers,
         tenant_id=_text(headers.get(envelope.TENANT_ID)),
-        enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+        enqueued_at=_enqueued_at(headers),
         failed_at=now_s,
         worker=worker,
     )
@@ -198,8 +201,10 @@ class UndecodableCapturingConsumer(Consumer):
         # A job this worker has no code for (a producer deployed before its workers): Celery logs it
         # and drops it. Kept as a replayable dead letter instead; replay it once the code is deployed.
         failure = unknown_task_failure(message, exc, worker=self.hostname, now_s=time.time())
-        if failure is None or not capture_failure(store_for(self.app), failure):
+        if failure is None:  # not even a readable job: kept raw, as undecodable
             capture(self.app, message, exc, self.hostname)
+        else:  # a redelivery finds its entry there already; a failed write is logged whole
+            capture_failure(store_for(self.app), failure)
         super().on_unknown_task(body, message, exc)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
