@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     calls = parser.parse_args(argv).calls
 
     from bench import jobs
-    from storefront_jobs import signals
     from storefront_jobs.deadletter import capture
     from storefront_jobs.logs import configure_logging
     from storefront_jobs.metrics import pool
     from storefront_jobs.metrics.definitions import create_pool_metrics
+    from storefront_jobs.worker import signals
 
     pool.prepare_multiprocess_dir()
     pool.install(create_pool_metrics(registry=None))

@@ -40,7 +40,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 OUTPUT = Path(__file__).with_name("background-job-health.json")
 UID = "background-job-health"

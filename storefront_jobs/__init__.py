@@ -18,13 +18,13 @@ from storefront_jobs.errors import (
     QueueOverflowError,
     StorefrontJobsError,
 )
-from storefront_jobs.failures import FailureReason, JobFailure
-from storefront_jobs.priorities import Priority
-from storefront_jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s
+from storefront_jobs.jobs.failures import FailureReason, JobFailure
+from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s
+from storefront_jobs.jobs.task import PriorityTask, priority_task
+from storefront_jobs.jobs.tenancy import current_tenant, tenant
 from storefront_jobs.settings import Settings, get_settings, load_settings
-from storefront_jobs.signals import job_exhausted
-from storefront_jobs.task import PriorityTask, priority_task
-from storefront_jobs.tenancy import current_tenant, tenant
+from storefront_jobs.worker.signals import job_exhausted
 
 __all__ = [
     "DEFAULT_RETRY_POLICIES",

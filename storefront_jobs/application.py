@@ -36,11 +36,11 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from storefront_jobs import keys
-from storefront_jobs.backpressure import CapacityGate
-from storefront_jobs.priorities import Priority
+from storefront_jobs.broker import keys
+from storefront_jobs.broker.admission import CapacityGate
+from storefront_jobs.broker.transport import CAPACITY_OPTION, register_uri_schemes, transport_for
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.settings import Settings, get_settings
-from storefront_jobs.transport import CAPACITY_OPTION, register_uri_schemes, transport_for
 
 #: Where producers and workers look when no broker is configured (``dev`` sets one).
 FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -64,9 +64,9 @@ class StorefrontCelery(Celery):
 
     @functools.cached_property
     def checks_capacity_in_transport(self) -> bool:
-        """True when every first publish is admitted atomically by storefront_jobs.transport."""
+        """True when every first publish is admitted atomically by storefront_jobs.broker.transport."""
         return self.conf.broker_transport is not None and str(self.conf.broker_transport).startswith(
-            "storefront_jobs.transport:"
+            "storefront_jobs.broker.transport:"
         )
 
 
@@ -104,7 +104,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "priority_steps": list(keys.KOMBU_PRIORITY_STEPS),
         "sep": keys.KOMBU_SEP,
         "health_check_interval": 25,
-        # Read by storefront_jobs.transport, which checks capacity inside the publish.
+        # Read by storefront_jobs.broker.transport, which checks capacity inside the publish.
         CAPACITY_OPTION: {keys.lane_name(p): settings.capacity(p) for p in Priority},
     }
 
@@ -157,8 +157,8 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
         timezone="UTC",
         enable_utc=True,
     )
-    from storefront_jobs import signals  # noqa: PLC0415 - signals import the task module, which imports this one
     from storefront_jobs.deadletter import capture  # noqa: PLC0415 - same cycle
+    from storefront_jobs.worker import signals  # noqa: PLC0415 - signals import the task module, which imports this one
 
     register_uri_schemes()
     signals.install()

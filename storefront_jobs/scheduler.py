@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 
 #: How often a running scheduler refreshes its record.
 TICK_RECORD_INTERVAL_S = 5.0

@@ -38,8 +38,8 @@ from pydantic_settings import (
 )
 
 from storefront_jobs.errors import ConfigurationError
-from storefront_jobs.priorities import Priority, parse_priorities
-from storefront_jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy
+from storefront_jobs.jobs.priorities import Priority, parse_priorities
+from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy
 
 ENV_PREFIX = "STOREFRONT_JOBS_"
 CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG_FILE"

@@ -32,7 +32,7 @@ from storefront_jobs.deadletter import (
     transfer,
 )
 from storefront_jobs.deadletter.store import DeadLetterStore, iter_json
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 MEDIA = {"json": "application/json", "jsonl": "application/x-ndjson"}

@@ -12,9 +12,10 @@ from typing import Any
 
 import redis
 
-from storefront_jobs import keys, pausing
-from storefront_jobs.heartbeat import WorkerBeat, read_workers
+from storefront_jobs.broker import keys
 from storefront_jobs.scheduler import scheduler_state
+from storefront_jobs.worker import pausing
+from storefront_jobs.worker.heartbeat import WorkerBeat, read_workers
 
 
 def workers_per_lane(beats: list[WorkerBeat], now_s: float) -> dict[str, int]:

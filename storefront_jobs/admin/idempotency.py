@@ -15,8 +15,8 @@ from typing import Any
 
 import redis
 
-from storefront_jobs import keys
 from storefront_jobs.admin.problems import ProblemError
+from storefront_jobs.broker import keys
 
 ANSWER_TTL_S = 24 * 3600
 RUNNING_TTL_S = 600

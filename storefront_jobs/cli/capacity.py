@@ -10,11 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from storefront_jobs import keys
-from storefront_jobs.capacity import LanePlan, plan_lane, throughput_per_worker_per_minute
-from storefront_jobs.heartbeat import WorkerBeat, read_workers
-from storefront_jobs.priorities import Priority
-from storefront_jobs.snapshot import read_lanes
+from storefront_jobs.broker import keys
+from storefront_jobs.broker.snapshot import read_lanes
+from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.scaling import LanePlan, plan_lane, throughput_per_worker_per_minute
+from storefront_jobs.worker.heartbeat import WorkerBeat, read_workers
 
 
 def _processed_by_pool(beats: list[WorkerBeat], lane: str) -> dict[str, int]:

@@ -40,7 +40,7 @@ from storefront_jobs.deadletter import (
 from storefront_jobs.deadletter.audit import cli_actor
 from storefront_jobs.deadletter.store import DeadLetterStore, iter_json
 from storefront_jobs.errors import StorefrontJobsError
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 EXIT_OK = 0
 EXIT_NOT_CONFIRMED = args.EXIT_NOT_CONFIRMED

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from storefront_jobs import keys
-from storefront_jobs.priorities import Priority, parse_priorities
+from storefront_jobs.broker import keys
+from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.settings import load_settings
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 
 #: Newest operations kept; older ones are dropped as new ones are written.
 MAX_AUDIT_ENTRIES = 10_000

@@ -6,7 +6,7 @@ The life of a dead letter:
    :func:`remember_attempt` appends its error to the job's attempts list in
    Redis (``storefront:dlq:attempts:<id>``), so the record can show every
    attempt. A job that later succeeds drops the list (:func:`forget_attempts`).
-2. The final failure fires ``job_exhausted`` once (:mod:`storefront_jobs.signals`).
+2. The final failure fires ``job_exhausted`` once (:mod:`storefront_jobs.worker.signals`).
    :func:`on_job_exhausted` folds the attempts into a record and adds it to the
    store, keyed by execution id, and logs "Job moved to DLQ".
 3. Where that runs decides the guarantee:
@@ -17,7 +17,7 @@ The life of a dead letter:
    * A hard time limit is handled in the main process, which sends
      ``task_failure`` before it acks (``Request.on_timeout``).
    * A lost pool child is handled in the main process too, but there Celery
-     acks *before* sending ``task_failure``. :class:`~storefront_jobs.deadletter.request.CapturingRequest`
+     acks *before* sending ``task_failure``. :class:`~storefront_jobs.worker.request.CapturingRequest`
      writes the record first when no retry is left, so the ack never
      precedes the record on any path.
 
@@ -35,12 +35,12 @@ from typing import Any
 
 from celery import signals as celery_signals
 
-from storefront_jobs import signals
 from storefront_jobs.deadletter import store_for
 from storefront_jobs.deadletter.record import AttemptError, record_from_failure
 from storefront_jobs.deadletter.store import DeadLetterStore
-from storefront_jobs.failures import JobFailure
-from storefront_jobs.task import PriorityTask
+from storefront_jobs.jobs.failures import JobFailure
+from storefront_jobs.jobs.task import PriorityTask
+from storefront_jobs.worker import signals
 
 logger = logging.getLogger("storefront_jobs.dlq")
 

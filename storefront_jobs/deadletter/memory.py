@@ -12,7 +12,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter.audit import AuditLog, MemoryAuditLog
 from storefront_jobs.deadletter.query import Filter, decode_cursor
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter

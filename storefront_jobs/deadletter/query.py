@@ -16,8 +16,8 @@ import re
 from typing import Any
 
 from storefront_jobs.deadletter.errors import InvalidFilterError
-from storefront_jobs.failures import FailureReason
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.failures import FailureReason
+from storefront_jobs.jobs.priorities import Priority
 
 #: ``--queue all`` (the runbook's spelling) means every job queue.
 ALL = "all"

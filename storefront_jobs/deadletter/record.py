@@ -31,9 +31,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from storefront_jobs import envelope
-from storefront_jobs.failures import FailureReason, JobFailure
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.failures import FailureReason, JobFailure
+from storefront_jobs.jobs.priorities import Priority
 
 #: A priority read from its name (any case) or order, written as its name ("CRITICAL").
 PriorityName = Annotated[

@@ -33,14 +33,15 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from storefront_jobs import envelope, keys
-from storefront_jobs.backpressure import enqueued_field
+from storefront_jobs.broker import keys
+from storefront_jobs.broker.admission import enqueued_field
 from storefront_jobs.deadletter.messages import BuiltMessage, MessageBuilder
 from storefront_jobs.deadletter.query import Filter
 from storefront_jobs.deadletter.record import DeadLetter
 from storefront_jobs.deadletter.store import DeadLetterStore, Move
 from storefront_jobs.errors import QueueOverflowError
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.priorities import Priority
 
 #: Replayed (old id -> new id) pairs a report keeps; the count is always exact.
 REPORT_SAMPLE = 1_000

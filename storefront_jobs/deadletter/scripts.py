@@ -5,7 +5,7 @@ and the counters consistent in one step, so a client killed at any point
 leaves either the whole change or none of it. Index and count keys are built
 inside the scripts from prefixes passed in ARGV (``keys.DLQ_INDEX_PREFIX``,
 ``keys.DLQ_COUNT_PREFIX``): storefront-jobs runs on one Redis (the broker),
-not a cluster. Layout: :mod:`storefront_jobs.keys`.
+not a cluster. Layout: :mod:`storefront_jobs.broker.keys`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ return n
 # Replays entries: for each (id, lane list, message, new id, enqueued-counter
 # field, lane doorbell) still in the DLQ, pushes the message onto the lane
 # exactly as kombu would (LPUSH), rings the lane's doorbell so an idle worker
-# takes it at once (storefront_jobs.fetch), removes the entry, remembers
+# takes it at once (storefront_jobs.broker.fetch), removes the entry, remembers
 # the new id and counts the enqueue (the hash the capacity gate counts every
 # enqueue in), all in one step.
 # KEYS[4] = stats, KEYS[5] = audit entry hash (or ''), KEYS[6] = enqueued-counter

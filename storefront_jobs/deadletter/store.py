@@ -7,7 +7,7 @@ than ``retention_s`` and the oldest beyond ``max_entries`` (counted as
 so capturing the same failure twice (a redelivery after a crash) stores it
 once.
 
-Storage layout (keys built only by :mod:`storefront_jobs.keys`)::
+Storage layout (keys built only by :mod:`storefront_jobs.broker.keys`)::
 
     storefront:dlq:records              hash    id -> record JSON (the export line)
     storefront:dlq:meta                 hash    id -> {field: value} of its indexes
@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import scripts
 from storefront_jobs.deadletter.audit import AuditLog, RedisAuditLog
 from storefront_jobs.deadletter.query import Filter, score_bounds

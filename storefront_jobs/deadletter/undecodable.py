@@ -6,7 +6,7 @@ message, a message that is no task message), and kombu's Redis transport, handed
 is not a kombu message at all, raises out of the worker's event loop: the worker exits, the item
 is gone. Two hooks keep it instead:
 
-1. :class:`storefront_jobs.fetch.FetchingChannel` wraps a list item that is not a kombu message into
+1. :class:`storefront_jobs.broker.fetch.FetchingChannel` wraps a list item that is not a kombu message into
    one whose content type no worker accepts (``WRAPPED_CONTENT_TYPE``), the item as its body, and
    delivers that like any message, so it is held as unacknowledged and reaches step 2;
 2. :class:`UndecodableCapturingConsumer`, Celery's ``worker_consumer`` (set by ``create_app``),
@@ -34,13 +34,14 @@ from typing import Any, Literal
 
 from celery.worker.consumer import Consumer
 
-from storefront_jobs import envelope, keys
+from storefront_jobs.broker import keys
+from storefront_jobs.broker.fetch import WRAP_ERROR_HEADER, WRAP_LANE_HEADER, WRAPPED_CONTENT_TYPE
 from storefront_jobs.deadletter import store_for
 from storefront_jobs.deadletter.capture import capture as capture_failure
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter, ErrorInfo, Payload, RawMessage
-from storefront_jobs.failures import FailureReason, JobFailure
-from storefront_jobs.fetch import WRAP_ERROR_HEADER, WRAP_LANE_HEADER, WRAPPED_CONTENT_TYPE
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.failures import FailureReason, JobFailure
+from storefront_jobs.jobs.priorities import Priority
 
 logger = logging.getLogger("storefront_jobs.dlq")
 

@@ -15,7 +15,7 @@ import redis
 from storefront_jobs.application import StorefrontCelery
 from storefront_jobs.devserver.supervisor import ChildSpec
 from storefront_jobs.embedded import EmbeddedRedis, free_port
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.settings import ENV_PREFIX
 
 #: Port of the embedded Redis when it is free: stable across runs, so a

@@ -40,8 +40,8 @@ import redis
 from rich.console import Console
 from rich.live import Live
 
-from storefront_jobs import keys
 from storefront_jobs.application import StorefrontCelery, get_default_app
+from storefront_jobs.broker import keys
 from storefront_jobs.devserver.children import (
     EXAMPLES_MODULE,
     child_env,
@@ -60,9 +60,9 @@ from storefront_jobs.devserver.status import Snapshot, render, status_line
 from storefront_jobs.devserver.supervisor import Child, StopSignals, Supervisor
 from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.errors import BrokerUnavailableError, ConfigurationError, StorefrontJobsError
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.jobs.task import PriorityTask
 from storefront_jobs.settings import ENV_PREFIX, Settings, load_settings
-from storefront_jobs.task import PriorityTask
 
 if TYPE_CHECKING:
     # Only for annotations: importing the examples registers their tasks on the

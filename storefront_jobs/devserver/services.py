@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.devserver.children import choose_port
 from storefront_jobs.devserver.supervisor import ChildSpec
 from storefront_jobs.settings import ENV_PREFIX, Settings

@@ -16,8 +16,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from storefront_jobs import keys
-from storefront_jobs.priorities import Priority
+from storefront_jobs.broker import keys
+from storefront_jobs.jobs.priorities import Priority
 
 if TYPE_CHECKING:
     # Not at run time: importing the examples package registers its tasks on

@@ -41,7 +41,7 @@ from storefront_jobs.examples import (
     reporting,
     schedule,
 )
-from storefront_jobs.task import PriorityTask
+from storefront_jobs.jobs.task import PriorityTask
 
 #: Every example job by its function name: the names the demo sends and progress counts.
 JOBS: Mapping[str, PriorityTask] = {

@@ -37,8 +37,8 @@ import redis
 from storefront_jobs.errors import QueueOverflowError
 from storefront_jobs.examples import progress
 from storefront_jobs.examples.support import FLAKY_HEADER
-from storefront_jobs.task import PriorityTask
-from storefront_jobs.tenancy import tenant
+from storefront_jobs.jobs.task import PriorityTask
+from storefront_jobs.jobs.tenancy import tenant
 
 #: Most first attempts a transient fault fails; below every retrying priority's max_retries (3).
 MAX_FLAKY_ATTEMPTS = 2

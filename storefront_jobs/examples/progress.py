@@ -1,6 +1,6 @@
 """Progress counters of the example jobs, as ``storefront-jobs dev`` shows them.
 
-One Redis hash (:data:`storefront_jobs.keys.DEMO_PROGRESS`), field
+One Redis hash (:data:`storefront_jobs.broker.keys.DEMO_PROGRESS`), field
 ``<job>:<outcome>``, written only through :func:`record`. The demo workload
 counts ``sent`` and ``refused`` (lane full) when it enqueues; the workers
 count the rest from the framework's own signals, so the job bodies stay
@@ -26,11 +26,11 @@ from typing import Any, Literal, get_args
 import redis
 from celery import signals as celery_signals
 
-from storefront_jobs import keys
 from storefront_jobs.application import StorefrontCelery
-from storefront_jobs.failures import JobFailure
-from storefront_jobs.signals import job_exhausted
-from storefront_jobs.task import PriorityTask
+from storefront_jobs.broker import keys
+from storefront_jobs.jobs.failures import JobFailure
+from storefront_jobs.jobs.task import PriorityTask
+from storefront_jobs.worker.signals import job_exhausted
 
 Outcome = Literal["sent", "done", "retried", "failed", "refused"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)

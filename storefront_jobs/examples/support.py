@@ -23,8 +23,8 @@ from typing import Any
 
 from celery import current_task
 
-from storefront_jobs import envelope
 from storefront_jobs.errors import PermanentFailure
+from storefront_jobs.jobs import envelope
 
 #: Header the demo workload sets: how many first attempts of the job fail.
 FLAKY_HEADER = "demoFlakyAttempts"

@@ -18,13 +18,13 @@ from typing import Any
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from storefront_jobs import keys
-from storefront_jobs.backpressure import parse_enqueued_field
-from storefront_jobs.heartbeat import WorkerBeat, read_workers
+from storefront_jobs.broker import keys
+from storefront_jobs.broker.admission import parse_enqueued_field
+from storefront_jobs.broker.snapshot import LaneState, read_lanes
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.metrics.definitions import BROKER_METRICS
-from storefront_jobs.priorities import Priority
 from storefront_jobs.settings import Settings
-from storefront_jobs.snapshot import LaneState, read_lanes
+from storefront_jobs.worker.heartbeat import WorkerBeat, read_workers
 
 
 def _family(name: str, *, labels: tuple[str, ...]) -> GaugeMetricFamily | CounterMetricFamily:

@@ -96,7 +96,7 @@ def _celery_labels(task_name: str, request: Any) -> tuple[str, str, str]:
 
 
 def _job_labels(task: Any) -> tuple[str, str] | None:
-    from storefront_jobs.task import PriorityTask  # noqa: PLC0415 - avoids an import cycle
+    from storefront_jobs.jobs.task import PriorityTask  # noqa: PLC0415 - avoids an import cycle
 
     if not isinstance(task, PriorityTask):
         return None

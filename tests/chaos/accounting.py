@@ -37,7 +37,7 @@ from typing import Any
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import Filter
 from storefront_jobs.deadletter.store import DeadLetterStore
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import store_for
 from storefront_jobs.embedded import EmbeddedRedis
 from tests.chaos.accounting import Ledger, account, assert_nothing_lost, publish, settle

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from storefront_jobs import create_app, keys, load_settings
+from storefront_jobs import create_app, load_settings
 from storefront_jobs.admin.app import create_admin_app
 from storefront_jobs.admin.auth import TokenTable
 from storefront_jobs.admin.limits import MAX_BODY_BYTES
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.deadletter.store import DeadLetterStore
 from tests.support.dlq import make_record

@@ -47,7 +47,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.cli import main as cli
 from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.embedded import EmbeddedRedis, free_port
@@ -358,7 +358,7 @@ def _seed(app: Any) -> None:
     """Real failures, so that the DLQ, its metrics and the "Job moved to DLQ" log lines are all real."""
     from storefront_jobs.examples import analytics, archive, notifications, payments, reporting
     from storefront_jobs.examples.support import FLAKY_HEADER
-    from storefront_jobs.tenancy import tenant
+    from storefront_jobs.jobs.tenancy import tenant
 
     period = {"start": "2025-01-01", "end": "2025-01-31"}
     with tenant("t-42"):  # data errors: PermanentFailure, straight to the DLQ

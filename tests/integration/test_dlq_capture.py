@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from storefront_jobs import keys, tenant
+from storefront_jobs import tenant
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.deadletter.record import DeadLetter
 from tests.integration import jobs

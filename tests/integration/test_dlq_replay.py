@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.embedded import EmbeddedRedis
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 from tests.integration import jobs
 from tests.support.dlq import fill_redis, make_record
 from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_env

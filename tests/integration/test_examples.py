@@ -6,7 +6,7 @@ import json
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.examples import progress
 from storefront_jobs.examples.reporting import ReportingJobService
 

@@ -17,7 +17,8 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Message
 
-from storefront_jobs import create_app, keys, load_settings
+from storefront_jobs import create_app, load_settings
+from storefront_jobs.broker import keys
 from storefront_jobs.embedded import EmbeddedRedis
 from tests.integration import jobs
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.metrics.definitions import metric_names
-from storefront_jobs.priorities import Priority
 from tests.ops import promql
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.metrics.definitions import metric_names
-from storefront_jobs.priorities import Priority
 from tests.ops import promql
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,8 +32,8 @@ from pydantic import BaseModel
 from storefront_jobs.cli import main as cli
 from storefront_jobs.cli.flower import check_passthrough
 from storefront_jobs.errors import ConfigurationError
+from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.metrics.definitions import metric_names
-from storefront_jobs.priorities import Priority, parse_priorities
 from storefront_jobs.settings import ENV_PREFIX, Settings, basic_auth_pairs, load_settings
 from tests.ops import k8s, promql
 

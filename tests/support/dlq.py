@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.deadletter.record import DeadLetter
 from storefront_jobs.deadletter.store import RedisDeadLetterStore
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from storefront_jobs import Priority
-from storefront_jobs.capacity import plan_lane, recommended_replicas, throughput_per_worker_per_minute
+from storefront_jobs.scaling import plan_lane, recommended_replicas, throughput_per_worker_per_minute
 
 
 def test_the_runbook_example_needs_600_replicas() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from storefront_jobs.priorities import Priority
-from storefront_jobs.retry import DEFAULT_RETRY_POLICIES
+from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES
 from storefront_jobs.settings import CONFIG_FILE_VAR, ENV_PREFIX
 from tests.support.settings_doc import UNPREFIXED, setting_variables
 

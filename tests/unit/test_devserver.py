@@ -18,7 +18,7 @@ from storefront_jobs.devserver import children, options, services, status
 from storefront_jobs.devserver.supervisor import StopResult, StopSignals
 from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.examples import progress
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.settings import Settings
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from storefront_jobs import envelope
+from storefront_jobs.jobs import envelope
 
 
 def test_the_first_publish_stamps_time_tenant_priority_and_attempt() -> None:

@@ -9,7 +9,7 @@ import pytest
 from storefront_jobs import PermanentFailure, Priority
 from storefront_jobs.examples import JOBS, progress, reporting
 from storefront_jobs.examples.support import fails_now, require_date, require_email, require_int
-from storefront_jobs.task import PriorityTask
+from storefront_jobs.jobs.task import PriorityTask
 
 RUNBOOK_EXPORT: dict[str, Any] = {
     "report_name": "sales_by_period",

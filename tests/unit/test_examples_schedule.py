@@ -9,7 +9,7 @@ import pytest
 
 from storefront_jobs import Priority, get_default_app
 from storefront_jobs.examples import analytics, schedule
-from storefront_jobs.task import PriorityTask
+from storefront_jobs.jobs.task import PriorityTask
 
 
 def test_importing_the_examples_adds_the_periodic_entries_to_the_default_app() -> None:

@@ -5,7 +5,7 @@ from billiard.exceptions import WorkerLostError
 from celery.exceptions import Reject, TimeLimitExceeded
 
 from storefront_jobs import DEFAULT_RETRY_POLICIES, FailureReason, PermanentFailure, Priority
-from storefront_jobs.failures import classify_failure, is_retryable
+from storefront_jobs.jobs.failures import classify_failure, is_retryable
 
 CRITICAL = DEFAULT_RETRY_POLICIES[Priority.CRITICAL]
 BULK = DEFAULT_RETRY_POLICIES[Priority.BULK]

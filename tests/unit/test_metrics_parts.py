@@ -6,8 +6,9 @@ import json
 import pytest
 from prometheus_client import CollectorRegistry
 
-from storefront_jobs.backpressure import enqueued_field, parse_enqueued_field
-from storefront_jobs.heartbeat import FORGET_AFTER_S, STALE_AFTER_S, WorkerBeat
+from storefront_jobs.broker.admission import enqueued_field, parse_enqueued_field
+from storefront_jobs.broker.snapshot import enqueued_at_of, reserved_by_lane
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.metrics.definitions import (
     BROKER_METRICS,
     DURATION_BUCKETS_S,
@@ -17,8 +18,7 @@ from storefront_jobs.metrics.definitions import (
 )
 from storefront_jobs.metrics.serve import token_matches
 from storefront_jobs.metrics.timing import parse_eta_s, wait_time_s
-from storefront_jobs.priorities import Priority
-from storefront_jobs.snapshot import enqueued_at_of, reserved_by_lane
+from storefront_jobs.worker.heartbeat import FORGET_AFTER_S, STALE_AFTER_S, WorkerBeat
 
 
 def test_a_first_run_waits_from_its_enqueue_and_a_retry_from_its_due_time() -> None:

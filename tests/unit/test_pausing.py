@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from storefront_jobs.pausing import Reconciliation, reconcile
+from storefront_jobs.worker.pausing import Reconciliation, reconcile
 
 
 def test_a_pool_consumes_its_configured_lanes_minus_the_paused_ones() -> None:

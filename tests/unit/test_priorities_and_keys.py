@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from storefront_jobs import Priority
-from storefront_jobs.keys import LANES, lane_lists, lane_name, priority_of_lane
-from storefront_jobs.priorities import parse_priorities
+from storefront_jobs.broker.keys import LANES, lane_lists, lane_name, priority_of_lane
+from storefront_jobs.jobs.priorities import parse_priorities
 
 
 def test_priorities_are_ordered_highest_first() -> None:

@@ -17,8 +17,8 @@ from storefront_jobs import (
     load_settings,
     tenant,
 )
-from storefront_jobs import signals as sj_signals
-from storefront_jobs.task import priority_task
+from storefront_jobs.jobs.task import priority_task
+from storefront_jobs.worker import signals as sj_signals
 
 app = create_app(load_settings(), main="receivers")
 seen_by_hook: list[JobFailure] = []

@@ -17,7 +17,7 @@ from storefront_jobs import (
     load_settings,
     priority_task,
 )
-from storefront_jobs.keys import lane_name
+from storefront_jobs.broker.keys import lane_name
 
 
 @pytest.fixture

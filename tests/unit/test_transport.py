@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from storefront_jobs import create_app, load_settings
 from storefront_jobs.application import uses_atomic_admission
-from storefront_jobs.transport import CAPACITY_OPTION, TRANSPORT, needs_admission
+from storefront_jobs.broker.transport import CAPACITY_OPTION, TRANSPORT, needs_admission
 
 CAPACITIES = {"p2.default": 100}
 

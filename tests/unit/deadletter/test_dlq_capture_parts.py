@@ -12,8 +12,8 @@ from storefront_jobs.deadletter.capture import capture
 from storefront_jobs.deadletter.memory import MemoryDeadLetterStore
 from storefront_jobs.deadletter.query import Filter
 from storefront_jobs.deadletter.record import AttemptError, record_from_failure
-from storefront_jobs.deadletter.request import is_final_worker_loss
-from storefront_jobs.failures import FailureReason, JobFailure
+from storefront_jobs.jobs.failures import FailureReason, JobFailure
+from storefront_jobs.worker.request import is_final_worker_loss
 
 T0 = 1_800_000_000.0
 

@@ -13,7 +13,7 @@ from storefront_jobs.deadletter.messages import BuiltMessage
 from storefront_jobs.deadletter.query import Filter
 from storefront_jobs.deadletter.replay import Replayer, ReplayRequest, throttle_delay_s
 from storefront_jobs.errors import QueueOverflowError
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 from tests.support.dlq import make_record
 
 T0 = 1_800_000_000.0

@@ -7,8 +7,8 @@ import pytest
 from storefront_jobs.deadletter.query import Filter, build_filter
 from storefront_jobs.deadletter.record import AttemptError
 from storefront_jobs.deadletter.store import DeadLetterStore, Move, iter_json
-from storefront_jobs.failures import FailureReason
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.failures import FailureReason
+from storefront_jobs.jobs.priorities import Priority
 from tests.support.dlq import make_record
 from tests.unit.deadletter.conftest import Clock, StoreFactory
 

@@ -10,7 +10,7 @@ it back.
 
 A script cannot block, so an idle worker blocks on its lanes' *doorbells*
 (``storefront:doorbell:<lane>``): every push into a lane by storefront-jobs
-also pushes a token there (jobs and retries in :mod:`storefront_jobs.transport`,
+also pushes a token there (jobs and retries in :mod:`storefront_jobs.broker.transport`,
 kombu's restores here, DLQ replays in their MOVE script). A token is only a
 wake-up: after one, after a message, and after every second without one
 (``brpop_timeout``), the worker runs the fetch script, which is what takes
@@ -44,7 +44,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.errors import ConfigurationError
 
 # Reliable fetch: takes the first message of the lists, in the order given, and

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 from storefront_jobs.errors import BrokerUnavailableError, QueueOverflowError
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 if TYPE_CHECKING:
     from storefront_jobs.settings import Settings

@@ -20,7 +20,7 @@ each is small and tested directly):
 ``task_failure``         on_final_failure     classify, "Job failed", on_exhausted, job_exhausted
 ``setup_logging``        setup_worker_logging JSON log lines in worker processes
 
-plus the worker lifecycle (:mod:`storefront_jobs.lifecycle`: metrics endpoint,
+plus the worker lifecycle (:mod:`storefront_jobs.worker.lifecycle`: metrics endpoint,
 heartbeat) and the pool's counters (:mod:`storefront_jobs.metrics.pool`),
 which do nothing outside a worker pool.
 """
@@ -34,13 +34,14 @@ from typing import Any
 from celery import signals as celery_signals
 from celery.utils.dispatch import Signal
 
-from storefront_jobs import envelope, lifecycle
-from storefront_jobs.failures import JobFailure, classify_failure
+from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.failures import JobFailure, classify_failure
+from storefront_jobs.jobs.task import PriorityTask
+from storefront_jobs.jobs.tenancy import current_tenant, set_tenant
 from storefront_jobs.logs import configure_logging, job_context, set_job_context
 from storefront_jobs.metrics import pool as pool_metrics
 from storefront_jobs.settings import get_settings
-from storefront_jobs.task import PriorityTask
-from storefront_jobs.tenancy import current_tenant, set_tenant
+from storefront_jobs.worker import lifecycle
 
 logger = logging.getLogger("storefront_jobs.jobs")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from storefront_jobs import pausing
-from storefront_jobs.heartbeat import Heartbeat, describe_active, describe_processed
 from storefront_jobs.settings import get_settings
+from storefront_jobs.worker import pausing
+from storefront_jobs.worker.heartbeat import Heartbeat, describe_active, describe_processed
 
 logger = logging.getLogger("storefront_jobs.worker")
 

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 
 import redis
 
-from storefront_jobs import keys
-from storefront_jobs.priorities import Priority
+from storefront_jobs.broker import keys
+from storefront_jobs.jobs.priorities import Priority
 
 
 @dataclasses.dataclass(frozen=True)

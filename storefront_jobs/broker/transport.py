@@ -13,11 +13,11 @@ caller's publish batch (the DLQ replay checks capacity itself). The refusal is a
 :class:`QueueOverflowError` raised out of kombu's publish, which does not
 retry it (it is neither a connection nor a channel error).
 
-Workers take messages with a reliable fetch (:mod:`storefront_jobs.fetch`,
+Workers take messages with a reliable fetch (:mod:`storefront_jobs.broker.fetch`,
 which :class:`Channel` extends); every push here also rings the lane's
 doorbell there.
 
-Select it with ``broker_transport = "storefront_jobs.transport:Transport"``
+Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"``
 (:func:`storefront_jobs.application.create_app` does, for ``redis://`` and
 ``rediss://`` brokers).
 """
@@ -34,10 +34,10 @@ from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from storefront_jobs import keys
-from storefront_jobs.backpressure import enqueued_field
+from storefront_jobs.broker import keys
+from storefront_jobs.broker.admission import enqueued_field
+from storefront_jobs.broker.fetch import FetchingChannel, ring
 from storefront_jobs.errors import QueueOverflowError
-from storefront_jobs.fetch import FetchingChannel, ring
 
 #: Transport option holding ``{lane: capacity}``; set by create_app from QUEUE_CAPACITY__*.
 CAPACITY_OPTION = "storefront_lane_capacity"
@@ -163,8 +163,8 @@ class SecureTransport(Transport):
     """The same transport for ``rediss://`` brokers; only its URI scheme differs."""
 
 
-TRANSPORT = "storefront_jobs.transport:Transport"
-SECURE_TRANSPORT = "storefront_jobs.transport:SecureTransport"
+TRANSPORT = "storefront_jobs.broker.transport:Transport"
+SECURE_TRANSPORT = "storefront_jobs.broker.transport:SecureTransport"
 
 
 def transport_for(broker_url: str) -> str | None:
@@ -178,7 +178,7 @@ def register_uri_schemes() -> None:
 
     kombu writes a connection's URI with the transport's name as the scheme;
     Flower reads the broker's URI back to pick its queue-length client, and
-    would not recognise ``storefront_jobs.transport:Transport://``. The entry
+    would not recognise ``storefront_jobs.broker.transport:Transport://``. The entry
     only renames our transports in URIs; every other transport is untouched.
     """
     Connection.resolve_aliases.setdefault(TRANSPORT, "redis")

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 #: The runbook's "scale up" depths per lane.
 SCALE_UP_DEPTH: dict[Priority, int] = {

@@ -22,9 +22,9 @@ from typing import Any
 
 import redis
 
-from storefront_jobs import keys
+from storefront_jobs.broker import keys
 
-logger = logging.getLogger("storefront_jobs.heartbeat")
+logger = logging.getLogger("storefront_jobs.worker.heartbeat")
 
 HEARTBEAT_INTERVAL_S = 5.0
 #: A pool silent for this long counts as down.

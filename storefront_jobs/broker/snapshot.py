@@ -13,8 +13,8 @@ from collections import Counter as Tally
 
 import redis
 
-from storefront_jobs import keys
-from storefront_jobs.priorities import Priority
+from storefront_jobs.broker import keys
+from storefront_jobs.jobs.priorities import Priority
 
 
 @dataclasses.dataclass(frozen=True)

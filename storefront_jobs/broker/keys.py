@@ -17,7 +17,7 @@ Storage layout (one Redis database, shared with kombu):
     pushes a token here (kept to the newest 1,000), and an idle worker blocks
     on the tokens of its lanes instead of on the lanes themselves, so that the
     job is taken out of its lane by a script that records it as unacknowledged
-    in the same step (:mod:`storefront_jobs.fetch`). A
+    in the same step (:mod:`storefront_jobs.broker.fetch`). A
     token is only a hint: a worker also looks every second without one, and
     deletes a lane's tokens when it finds the lane empty.
 ``storefront:overflow``
@@ -30,11 +30,11 @@ Storage layout (one Redis database, shared with kombu):
     ``storefront_jobs_job_enqueued_total`` and ``celery_task_sent_total``.
 ``storefront:workers``
     Hash, worker node name -> JSON heartbeat of a pool (lanes, processes,
-    running jobs, time), rewritten every 5 s (:mod:`storefront_jobs.heartbeat`).
+    running jobs, time), rewritten every 5 s (:mod:`storefront_jobs.worker.heartbeat`).
 ``storefront:paused``
     Set of lane names paused by ``storefront-jobs queues pause``; every pool
     re-reads it with each heartbeat, so a pause survives restarts and reaches
-    a pool that missed the broadcast (:mod:`storefront_jobs.pausing`).
+    a pool that missed the broadcast (:mod:`storefront_jobs.worker.pausing`).
 ``storefront:scheduler``
     Hash written by ``storefront-jobs beat``: ``enabled`` (1/0) and ``tick``
     (time of the last scheduler tick), read by ``/q/health``.
@@ -82,7 +82,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 #: Prefix of every key that storefront-jobs itself owns.
 KEY_PREFIX = "storefront:"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from storefront_jobs.keys import priority_of_lane
+from storefront_jobs.broker.keys import priority_of_lane
 
 ENQUEUED_AT = "enqueuedAt"
 TENANT_ID = "tenantId"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from storefront_jobs.errors import ConfigurationError
-from storefront_jobs.priorities import Priority
+from storefront_jobs.jobs.priorities import Priority
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from billiard.exceptions import WorkerLostError
 from celery.exceptions import Reject, TimeLimitExceeded
 
 from storefront_jobs.errors import PermanentFailure
-from storefront_jobs.retry import RetryPolicy
+from storefront_jobs.jobs.retry import RetryPolicy
 
 
 class FailureReason(enum.StrEnum):

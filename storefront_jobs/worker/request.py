@@ -11,8 +11,8 @@ task while Celery's main-process failure handlers run (a rejected message,
 a hard time limit), so every ``task_failure`` receiver sees the job's
 headers. Everything else is Celery's own.
 
-Only imported by workers: :class:`~storefront_jobs.task.PriorityTask` names
-it by path (``Request = "storefront_jobs.deadletter.request:CapturingRequest"``).
+Only imported by workers: :class:`~storefront_jobs.jobs.task.PriorityTask` names
+it by path (``Request = "storefront_jobs.worker.request:CapturingRequest"``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
-from storefront_jobs import signals
 from storefront_jobs.deadletter import capture, store_for
-from storefront_jobs.task import PriorityTask
+from storefront_jobs.jobs.task import PriorityTask
+from storefront_jobs.worker import signals
 
 
 def is_final_worker_loss(exc: BaseException, task: Any, retries: int) -> bool:

@@ -6,8 +6,8 @@ Users rarely subclass it; :func:`priority_task` declares one from a function::
     def confirm_payment(order_id: str) -> None: ...
 
 Any exception the body raises is retried on the priority's schedule
-(:mod:`storefront_jobs.retry`) unless it is non-retryable. When no retry is
-left, Celery's ``task_failure`` fires once and :mod:`storefront_jobs.signals`
+(:mod:`storefront_jobs.jobs.retry`) unless it is non-retryable. When no retry is
+left, Celery's ``task_failure`` fires once and :mod:`storefront_jobs.worker.signals`
 turns it into ``job_exhausted`` with the reason; ``on_exhausted`` runs there.
 """
 
@@ -22,11 +22,12 @@ from celery.exceptions import Ignore, Reject, Retry
 from kombu import serialization
 from kombu.exceptions import EncodeError
 
-from storefront_jobs import envelope, keys
+from storefront_jobs.broker import keys
 from storefront_jobs.errors import ConfigurationError, EnqueueError, PayloadError
-from storefront_jobs.failures import JobFailure, is_retryable
-from storefront_jobs.priorities import Priority
-from storefront_jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s
+from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.failures import JobFailure, is_retryable
+from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s
 
 if TYPE_CHECKING:
     from storefront_jobs.application import StorefrontCelery
@@ -70,7 +71,7 @@ class PriorityTask(_TaskBase):
     acks_late = True
     abstract = True
     #: Writes the DLQ record of a job whose pool child died before Celery acks it.
-    Request = "storefront_jobs.deadletter.request:CapturingRequest"
+    Request = "storefront_jobs.worker.request:CapturingRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
