@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from bench.probes import record_start
-from storefront_jobs import Priority, envelope, priority_task
+from storefront_jobs import Priority, priority_task
+from storefront_jobs.jobs import envelope
 
 
 @priority_task(Priority.DEFAULT, queue="bench.noop")

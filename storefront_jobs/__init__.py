@@ -18,12 +18,15 @@ from storefront_jobs.errors import (
     QueueOverflowError,
     StorefrontJobsError,
 )
+from storefront_jobs.jobs.context import JobContext
+from storefront_jobs.jobs.declare import priority_task
 from storefront_jobs.jobs.failures import FailureReason, JobFailure
 from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s
-from storefront_jobs.jobs.task import PriorityTask, priority_task
+from storefront_jobs.jobs.task import PriorityTask
 from storefront_jobs.jobs.tenancy import current_tenant, tenant
 from storefront_jobs.settings import Settings, get_settings, load_settings
+from storefront_jobs.worker.hooks import Hook
 from storefront_jobs.worker.signals import job_exhausted
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "ConfigurationError",
     "EnqueueError",
     "FailureReason",
+    "Hook",
+    "JobContext",
     "JobFailure",
     "PayloadError",
     "PermanentFailure",

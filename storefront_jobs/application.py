@@ -39,19 +39,57 @@ from kombu import Exchange, Queue
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.admission import CapacityGate
 from storefront_jobs.broker.transport import CAPACITY_OPTION, register_uri_schemes, transport_for
+from storefront_jobs.deadletter.capture import DeadLetterCapture
+from storefront_jobs.deadletter.store import DeadLetterStore, RedisDeadLetterStore
 from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.metrics.pool import JobMetrics
 from storefront_jobs.settings import Settings, get_settings
+from storefront_jobs.worker import signals
+from storefront_jobs.worker.callbacks import ExhaustedCallbacks
+from storefront_jobs.worker.heartbeat import WorkerHeartbeat
+from storefront_jobs.worker.hooks import Hook, HookChain
+from storefront_jobs.worker.job_logs import JobLogs
+from storefront_jobs.worker.pausing import LanePausing
 
 #: Where producers and workers look when no broker is configured (``dev`` sets one).
 FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
-class StorefrontCelery(Celery):
-    """A Celery app that knows its storefront settings and lane capacities."""
+def default_hooks(settings: Settings) -> list[Hook]:
+    """The worker's components, in the order every event reaches them.
 
-    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+    Logs first, so the job's log fields are set before anything else logs;
+    metrics next; the DLQ capture before the callbacks, so that a user's
+    ``on_exhausted`` (or a ``job_exhausted`` receiver) that raises or hangs
+    runs after the job is safe; the heartbeat before the pausing, which it
+    drives and whose start-up deselection must not change the lanes the
+    pool announces it was started for.
+    """
+    return [
+        JobLogs(),
+        JobMetrics(settings),
+        DeadLetterCapture(),
+        ExhaustedCallbacks(),
+        WorkerHeartbeat(),
+        LanePausing(),
+    ]
+
+
+class StorefrontCelery(Celery):
+    """A Celery app that knows its storefront settings, lane capacities and hooks."""
+
+    def __init__(
+        self, settings: Settings, *args: Any, hooks: list[Hook] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.storefront_settings = settings
+        self.storefront_hooks = HookChain(default_hooks(settings) if hooks is None else hooks)
+
+    @functools.cached_property
+    def dead_letter_store(self) -> DeadLetterStore:
+        """The DLQ on the broker's Redis, bounded by the DLQ settings."""
+        dlq = self.storefront_settings.dlq
+        return RedisDeadLetterStore(self.redis, max_entries=dlq.max_entries, retention_s=dlq.retention_s)
 
     @functools.cached_property
     def redis(self) -> redis.Redis[bytes]:
@@ -118,10 +156,16 @@ def lane_queues() -> list[Queue]:
     return [Queue(lane, Exchange(lane, type="direct"), routing_key=lane) for lane in keys.LANES.values()]
 
 
-def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs") -> StorefrontCelery:
-    """Build a Celery app configured for storefront-jobs from ``settings``."""
+def create_app(
+    settings: Settings | None = None, *, main: str = "storefront_jobs", hooks: list[Hook] | None = None
+) -> StorefrontCelery:
+    """Build a Celery app configured for storefront-jobs from ``settings``.
+
+    ``hooks`` replaces :func:`default_hooks` (a test, or a deployment that
+    adds a component of its own to the list).
+    """
     settings = settings or get_settings()
-    app = StorefrontCelery(settings, main, set_as_current=False)
+    app = StorefrontCelery(settings, main, hooks=hooks, set_as_current=False)
     broker_url = settings.broker_url or FALLBACK_BROKER_URL
     app.conf.update(
         broker_url=broker_url,
@@ -157,12 +201,8 @@ def create_app(settings: Settings | None = None, *, main: str = "storefront_jobs
         timezone="UTC",
         enable_utc=True,
     )
-    from storefront_jobs.deadletter import capture  # noqa: PLC0415 - same cycle
-    from storefront_jobs.worker import signals  # noqa: PLC0415 - signals import the task module, which imports this one
-
     register_uri_schemes()
     signals.install()
-    capture.install()
     return app
 
 

@@ -1,8 +1,8 @@
 """Test harness: a private redis-server for the whole run, and real worker subprocesses.
 
-The server is started in ``pytest_configure``, before test modules are
-imported, because importing a module of tasks builds the default app from
-the environment. Tests never touch the machine's own Redis.
+Importing a module of tasks reads no setting, so the server starts with the
+first test that needs it; only the environment is cleaned before collection.
+Tests never touch the machine's own Redis.
 """
 
 from __future__ import annotations
@@ -17,27 +17,21 @@ import redis
 from storefront_jobs.embedded import EmbeddedRedis
 from tests.support.workers import WorkerFactory
 
-_SERVER: EmbeddedRedis | None = None
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _SERVER  # noqa: PLW0603 - one server for the whole run, started before collection
+    # The machine's own storefront settings must not leak into the tests.
     for name in list(os.environ):
         if name.startswith("STOREFRONT_JOBS_") or name == "WORKER_PRIORITY_FILTER":
             del os.environ[name]
-    _SERVER = EmbeddedRedis().start()
-    os.environ["STOREFRONT_JOBS_BROKER_URL"] = _SERVER.url
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _SERVER is not None:
-        _SERVER.close()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> EmbeddedRedis:
-    assert _SERVER is not None
-    return _SERVER
+@pytest.fixture(scope="session", autouse=True)
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """One private server for the whole run, the broker of every app the tests build."""
+    server = EmbeddedRedis().start()
+    os.environ["STOREFRONT_JOBS_BROKER_URL"] = server.url
+    yield server
+    server.close()
 
 
 @pytest.fixture

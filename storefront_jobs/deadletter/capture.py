@@ -33,14 +33,12 @@ import logging
 import time
 from typing import Any
 
-from celery import signals as celery_signals
-
-from storefront_jobs.deadletter import store_for
+from storefront_jobs.deadletter.binding import store_for
 from storefront_jobs.deadletter.record import AttemptError, record_from_failure
 from storefront_jobs.deadletter.store import DeadLetterStore
+from storefront_jobs.jobs.context import JobContext
 from storefront_jobs.jobs.failures import JobFailure
-from storefront_jobs.jobs.task import PriorityTask
-from storefront_jobs.worker import signals
+from storefront_jobs.worker.hooks import Hook
 
 logger = logging.getLogger("storefront_jobs.dlq")
 
@@ -51,7 +49,7 @@ def log_fields(failure: JobFailure) -> dict[str, Any]:
         "executionId": failure.execution_id,
         "task": failure.task,
         "queue": failure.job_queue,
-        "priority": failure.priority,
+        "priority": failure.priority.name,
         "attempt": failure.attempt,
         "tenantId": failure.tenant_id,
         "lastError": f"{failure.error_type}: {failure.error_message}",
@@ -77,45 +75,32 @@ def capture(store: DeadLetterStore, failure: JobFailure) -> bool:
     return added
 
 
-def on_job_exhausted(sender: Any = None, failure: JobFailure | None = None, **_: Any) -> None:
-    if isinstance(sender, PriorityTask) and failure is not None:
-        capture(store_for(sender.app), failure)
+class DeadLetterCapture(Hook):
+    """Keeps every failed attempt's error, and every final failure as a DLQ record."""
 
+    def job_exhausted(self, task: Any, failure: JobFailure, exception: BaseException, einfo: Any) -> None:
+        capture(store_for(task.app), failure)
 
-def remember_attempt(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
-    if not isinstance(sender, PriorityTask) or request is None or not getattr(request, "id", None):
-        return
-    exc = getattr(reason, "exc", None)
-    error = AttemptError(
-        attempt=int(getattr(request, "retries", 0) or 0) + 1,
-        type=type(exc).__name__ if exc is not None else "Retry",
-        message=str(exc) if exc is not None else str(reason),
-        at=time.time(),
-    )
-    try:
-        store_for(sender.app).record_attempt(request.id, error)
-    except Exception:
-        logger.exception("could not record a failed attempt", extra={"executionId": request.id})
+    def job_retried(self, task: Any, job: JobContext | None, request: Any, reason: Any) -> None:
+        if job is None or not job.execution_id:
+            return
+        exc = getattr(reason, "exc", None)
+        error = AttemptError(
+            attempt=job.attempt,
+            type=type(exc).__name__ if exc is not None else "Retry",
+            message=str(exc) if exc is not None else str(reason),
+            at=time.time(),
+        )
+        try:
+            store_for(task.app).record_attempt(job.execution_id, error)
+        except Exception:
+            logger.exception("could not record a failed attempt", extra={"executionId": job.execution_id})
 
-
-def forget_attempts(sender: Any = None, task: Any = None, task_id: str | None = None, **kw: Any) -> None:
-    # Only jobs that were retried have an attempts list; a first-time success costs nothing.
-    if kw.get("state") != "SUCCESS" or not isinstance(task, PriorityTask) or not task.request.retries:
-        return
-    try:
-        store_for(task.app).forget_attempts(str(task_id))
-    except Exception:
-        logger.exception("could not drop the attempts of a job", extra={"executionId": task_id})
-
-
-_RECEIVERS: list[tuple[Any, Any]] = [
-    (signals.job_exhausted, on_job_exhausted),
-    (celery_signals.task_retry, remember_attempt),
-    (celery_signals.task_postrun, forget_attempts),
-]
-
-
-def install() -> None:
-    """Connect the capture receivers; idempotent (each has a dispatch_uid)."""
-    for signal, receiver in _RECEIVERS:
-        signal.connect(receiver, weak=False, dispatch_uid=f"storefront_jobs.dlq.{receiver.__name__}")
+    def job_finished(self, task: Any, job: JobContext | None, state: str | None) -> None:
+        # Only jobs that were retried have an attempts list; a first-time success costs nothing.
+        if state != "SUCCESS" or job is None or job.attempt == 1:
+            return
+        try:
+            store_for(task.app).forget_attempts(job.execution_id)
+        except Exception:
+            logger.exception("could not drop the attempts of a job", extra={"executionId": job.execution_id})

@@ -185,7 +185,7 @@ def record_from_failure(failure: JobFailure, attempts: list[AttemptError]) -> De
         execution_id=failure.execution_id,
         task=failure.task,
         queue=failure.job_queue,
-        priority=Priority.parse(failure.priority),
+        priority=failure.priority,
         attempt_number=failure.attempt,
         payload=Payload(task=failure.task, args=failure.args, kwargs=failure.kwargs, headers=resend_headers),
         args=failure.args,

@@ -36,7 +36,7 @@ from celery.worker.consumer import Consumer
 
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.fetch import WRAP_ERROR_HEADER, WRAP_LANE_HEADER, WRAPPED_CONTENT_TYPE
-from storefront_jobs.deadletter import store_for
+from storefront_jobs.deadletter.binding import store_for
 from storefront_jobs.deadletter.capture import capture as capture_failure
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter, ErrorInfo, Payload, RawMessage
 from storefront_jobs.jobs import envelope
@@ -171,7 +171,7 @@ def unknown_task_failure(
         execution_id=execution_id,
         task=task,
         job_queue=_text(headers.get(envelope.JOB_QUEUE)) or lane or "(unknown)",
-        priority=priority.name,
+        priority=priority,
         attempt=int(headers.get("retries") or 0) + 1,
         reason=FailureReason.REJECTED,
         error_type="NotRegistered",

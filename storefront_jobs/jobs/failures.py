@@ -1,7 +1,9 @@
 """Why a job failed for good, and the record of that failure.
 
 :func:`classify_failure` is the single place that decides the reason a final
-failure carries; the DLQ, metrics and logs all use its answer.
+failure carries, and :func:`build_failure` the single place that turns a
+job's context and its last error into a :class:`JobFailure`; the DLQ, metrics
+and logs all use their answer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from billiard.exceptions import WorkerLostError
 from celery.exceptions import Reject, TimeLimitExceeded
 
 from storefront_jobs.errors import PermanentFailure
+from storefront_jobs.jobs.context import JobContext
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.jobs.retry import RetryPolicy
 
 
@@ -73,7 +77,8 @@ class JobFailure:
     execution_id: str
     task: str
     job_queue: str
-    priority: str
+    #: The priority of the lane the job was sent to (what its DLQ record and replay use).
+    priority: Priority
     attempt: int
     reason: FailureReason
     error_type: str
@@ -86,3 +91,38 @@ class JobFailure:
     enqueued_at: float | None
     failed_at: float
     worker: str | None
+
+
+def build_failure(
+    job: JobContext,
+    exception: BaseException,
+    *,
+    policy: RetryPolicy,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    non_retryable: tuple[type[BaseException], ...] = (),
+    args: Any = None,
+    kwargs: Any = None,
+    traceback: str | None = None,
+    now_s: float,
+) -> JobFailure:
+    """The final failure of the delivery ``job``, with ``policy`` its priority's retry policy."""
+    return JobFailure(
+        execution_id=job.execution_id,
+        task=job.task,
+        job_queue=job.job_queue,
+        priority=job.priority,
+        attempt=job.attempt,
+        reason=classify_failure(
+            exception, retries=job.retries, policy=policy, retry_on=retry_on, non_retryable=non_retryable
+        ),
+        error_type=type(exception).__name__,
+        error_message=str(exception),
+        traceback=traceback,
+        args=list(args or []),
+        kwargs=dict(kwargs or {}),
+        headers=dict(job.headers),
+        tenant_id=job.tenant_id,
+        enqueued_at=job.enqueued_at_s,
+        failed_at=now_s,
+        worker=job.worker,
+    )

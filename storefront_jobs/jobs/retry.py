@@ -92,3 +92,44 @@ def countdown_s(policy: RetryPolicy, retry_number: int, rng: random.Random | Non
     if policy.jitter:
         return (rng or random).uniform(delay / 2, delay)
     return delay
+
+
+def build_policy(
+    priority: Priority, base: RetryPolicy, retry: RetryPolicy | Mapping[str, Any] | None, task_name: str
+) -> RetryPolicy:
+    """A task's policy for its declared priority: the priority's (with settings overrides), then its own."""
+    if retry is None:
+        policy = base
+    elif isinstance(retry, RetryPolicy):
+        policy = retry
+    elif isinstance(retry, Mapping):
+        try:
+            policy = base.with_overrides(retry)
+        except (ConfigurationError, TypeError) as exc:
+            raise ConfigurationError(f"task {task_name}: {exc}") from None
+    else:
+        raise ConfigurationError(f"task {task_name}: retry must be a RetryPolicy or a mapping, got {retry!r}")
+    if priority is Priority.BULK and policy.max_retries > 0:
+        raise ConfigurationError(
+            f"task {task_name}: BULK jobs never retry (they go to the DLQ on their first failure); "
+            "use Priority.LOW for a background job that should retry"
+        )
+    return policy
+
+
+def task_policies(
+    declared: Priority,
+    retry: RetryPolicy | Mapping[str, Any] | None,
+    task_name: str,
+    base: Mapping[Priority, RetryPolicy] | None = None,
+) -> dict[Priority, RetryPolicy]:
+    """The retry policy of a task's job of each priority.
+
+    A job's priority is the lane it was sent to, and so is its retry table:
+    ``base`` (the runbook's table with the settings' overrides). The task's
+    own ``retry`` fields refine the row of its declared priority only; a job
+    sent to another lane retries as every job of that lane does.
+    """
+    table = dict(base if base is not None else DEFAULT_RETRY_POLICIES)
+    table[declared] = build_policy(declared, table[declared], retry, task_name)
+    return table

@@ -12,6 +12,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
+from storefront_jobs.settings import Settings
+
 logger = logging.getLogger("storefront_jobs.metrics")
 
 METRICS_PATHS = ("/metrics", "/q/metrics")
@@ -68,3 +70,35 @@ def serve_in_thread(
     thread = threading.Thread(target=server.serve_forever, name="storefront-metrics", daemon=True)
     thread.start()
     return server
+
+
+class ActiveTasksCollector:
+    """``celery_worker_tasks_active``: jobs this pool is running now, read at scrape time."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+
+    def collect(self) -> Any:
+        from celery.worker import state  # noqa: PLC0415 - only meaningful inside a worker
+        from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
+
+        family = GaugeMetricFamily(
+            "celery_worker_tasks_active",
+            "The number of tasks the worker is currently processing",
+            labels=["hostname"],
+        )
+        family.add_metric([self._hostname], len(state.active_requests))
+        yield family
+
+
+def serve_pool_metrics(settings: Settings, hostname: str) -> ThreadingWSGIServer | None:
+    """In a pool's main process: serve the sum of the multiprocess files on METRICS_PORT (0: not at all)."""
+    if not settings.metrics_port:
+        return None
+    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415 - needs the dir set
+
+    registry = CollectorRegistry(support_collectors_without_names=True)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(ActiveTasksCollector(hostname))
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    return serve_in_thread(registry, settings.metrics_port, token)

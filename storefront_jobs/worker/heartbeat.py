@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from storefront_jobs.broker import keys
+from storefront_jobs.worker.hooks import Hook, HookChain
 
 logger = logging.getLogger("storefront_jobs.worker.heartbeat")
 
@@ -152,3 +153,59 @@ def describe_active(state_module: Any) -> Callable[[], int]:
 def describe_processed(state_module: Any) -> Callable[[], int]:
     # celery.worker.state.total_count is kept by the main process for every finished job.
     return lambda: int(sum(state_module.total_count.values()))
+
+
+def consumed_lanes(app: Any) -> list[str]:
+    """The lanes a pool's consumer consumes now."""
+    return sorted(app.amqp.queues.consume_from)
+
+
+class WorkerHeartbeat(Hook):
+    """Announces the pool from worker_ready to shutdown; each beat also runs the chain's ``heartbeat``.
+
+    Runs before :class:`~storefront_jobs.worker.pausing.LanePausing` in the
+    chain: it records the lanes the pool was started for before paused ones
+    are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._chain: HookChain | None = None
+        self._configured: list[str] = []
+        self._heartbeat: Heartbeat | None = None
+
+    def attach(self, chain: HookChain) -> None:
+        self._chain = chain
+
+    def worker_init(self, worker: Any) -> None:
+        self._configured = consumed_lanes(worker.app)
+
+    def worker_ready(self, consumer: Any) -> None:
+        from celery.worker import state  # noqa: PLC0415 - the worker's own bookkeeping, workers only
+
+        app = consumer.app
+        client = getattr(app, "redis", None)
+        if client is None:
+            return
+        chain = self._chain
+        controller = getattr(consumer, "controller", None)
+        heartbeat = Heartbeat(
+            client,
+            consumer.hostname,
+            self._configured or consumed_lanes(app),
+            int(getattr(controller, "concurrency", 0) or 1),
+            describe_active(state),
+            consuming=lambda: consumed_lanes(app),
+            processed=describe_processed(state),
+            on_beat=(lambda: chain.emit("heartbeat", consumer)) if chain is not None else None,
+        )
+        try:
+            heartbeat.start()
+        except Exception as exc:
+            logger.warning("heartbeat not started: %s", exc)
+            return
+        self._heartbeat = heartbeat
+
+    def worker_shutdown(self, worker: Any) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()

@@ -5,11 +5,15 @@ When a pool child dies mid-job (OOM killer, segfault, SIGKILL), Celery's
 left it acknowledges the message first and sends ``task_failure`` after
 (celery/worker/request.py), so a main process killed in between would lose
 the job without a record. This subclass writes the DLQ record *before*
-handing over to Celery; the ``job_exhausted`` capture that follows finds the
-entry already there and adds nothing. It also puts the job's request on the
-task while Celery's main-process failure handlers run (a rejected message,
-a hard time limit), so every ``task_failure`` receiver sees the job's
-headers. Everything else is Celery's own.
+handing over to Celery; the capture on ``task_failure`` that follows finds
+the entry already there and adds nothing.
+
+It also puts the job's request on the task while Celery's main-process
+failure handlers run, so the task's ``max_retries`` and
+``default_retry_delay``, which Celery reads to retry a job after a lost
+child, are those of the job's own priority (its job context), and every
+``task_failure`` receiver sees the job's headers. Everything else is
+Celery's own.
 
 Only imported by workers: :class:`~storefront_jobs.jobs.task.PriorityTask` names
 it by path (``Request = "storefront_jobs.worker.request:CapturingRequest"``).
@@ -25,19 +29,21 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
-from storefront_jobs.deadletter import capture, store_for
+from storefront_jobs.deadletter.binding import store_for
+from storefront_jobs.deadletter.capture import capture
+from storefront_jobs.jobs.context import job_context
+from storefront_jobs.jobs.failures import build_failure
 from storefront_jobs.jobs.task import PriorityTask
-from storefront_jobs.worker import signals
 
 
-def is_final_worker_loss(exc: BaseException, task: Any, retries: int) -> bool:
-    """Whether Celery will fail (not retry, not requeue) a job whose child was lost."""
+def is_final_worker_loss(exc: BaseException, *, retries: int, max_retries: int, resent_on_loss: bool) -> bool:
+    """Whether Celery will fail (not retry, not requeue) a job after ``retries`` retries whose child was lost.
+
+    ``resent_on_loss``: the task retries or requeues a job whose child was lost.
+    """
     if not isinstance(exc, WorkerLostError):
         return False
-    max_retries = getattr(task, "max_retries", None)
-    retries_left = max_retries is None or retries < max_retries
-    resent = retries_left and bool(task.retry_on_worker_lost or task.reject_on_worker_lost)
-    return not resent
+    return not (retries < max_retries and resent_on_loss)
 
 
 class CapturingRequest(Request):
@@ -45,24 +51,28 @@ class CapturingRequest(Request):
         exc = getattr(exc_info, "exception", None)
         exc = getattr(exc, "exc", exc)  # ExceptionWithTraceback wraps the real error
         task = self.task
-        context: Any = getattr(self, "_context", None)
-        if (
-            isinstance(task, PriorityTask)
-            and isinstance(exc, BaseException)
-            and is_final_worker_loss(exc, task, int(getattr(context, "retries", 0) or 0))
-        ):
-            failure = signals.build_failure(
-                task,
-                context,
-                task_id=self.id,
-                exception=exc,
-                args=self.args,
-                kwargs=self.kwargs,
-                einfo=exc_info,
-                now_s=time.time(),
-            )
-            capture.capture(store_for(task.app), failure)
-        with self._request_pushed():
+        with self._request_pushed() as context:
+            if isinstance(task, PriorityTask) and isinstance(exc, BaseException):
+                job = job_context(task, context)
+                final = is_final_worker_loss(
+                    exc,
+                    retries=job.retries,
+                    max_retries=task.policy_for(job.priority).max_retries,
+                    resent_on_loss=bool(task.retry_on_worker_lost or task.reject_on_worker_lost),
+                )
+                if final:
+                    failure = build_failure(
+                        job,
+                        exc,
+                        policy=task.policy_for(job.priority),
+                        retry_on=task.retry_on,
+                        non_retryable=task.non_retryable,
+                        args=self.args,
+                        kwargs=self.kwargs,
+                        traceback=getattr(exc_info, "traceback", None),
+                        now_s=time.time(),
+                    )
+                    capture(store_for(task.app), failure)
             return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
     def on_timeout(self, soft: bool, timeout: float) -> Any:
@@ -70,14 +80,13 @@ class CapturingRequest(Request):
             return super().on_timeout(soft, timeout)
 
     @contextlib.contextmanager
-    def _request_pushed(self) -> Iterator[None]:
-        # Celery sends task_failure from the main process without the job's
-        # request on the task for a rejected message and a hard time limit
-        # (only the lost-worker path pushes it): make `sender.request` the
-        # job's everywhere, so the record gets its headers, tenant and worker.
-        context: Any = getattr(self, "_context", None)
+    def _request_pushed(self) -> Iterator[Any]:
+        # Celery pushes the job's request only around its own task_failure on
+        # the lost-worker path; push it for the whole handler, so that the
+        # retry decision and every receiver read the job's context.
+        context: Any = getattr(self, "_context", None)  # TODO(internals): accessor
         self.task.request_stack.push(context)
         try:
-            yield
+            yield context
         finally:
             self.task.request_stack.pop()

@@ -20,7 +20,6 @@ from storefront_jobs import (
     PermanentFailure,
     Priority,
     current_tenant,
-    get_default_app,
     job_exhausted,
     priority_task,
 )
@@ -46,6 +45,12 @@ def failing_critical(tag: str) -> None:
 def failing_high(tag: str) -> None:
     _record(f"test:starts:{tag}")
     raise ConnectionError("smtp unreachable")
+
+
+@priority_task(Priority.LOW, queue="cache.warming")
+def failing_low(tag: str) -> None:
+    _record(f"test:starts:{tag}")
+    raise RuntimeError("cache backend refused the write")
 
 
 @priority_task(Priority.BULK, queue="archive")
@@ -205,10 +210,11 @@ def dlq_records_run(n: int, payload: dict[str, Any] | None = None) -> None:
 
 @priority_task(Priority.HIGH, queue="notifications")
 def blocking_high(n: int) -> None:
-    """Holds its process until the test sets ``test:release`` (20 s at most)."""
+    """Holds its process until the test sets ``test:release`` (120 s at most: the cap only ends the job
+    of a test that failed before releasing it, so it must outlast any slow step of a passing one)."""
     _record("test:starts:order", kind="blocker", n=n)
     client = _redis()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while not client.exists("test:release") and time.monotonic() < deadline:
         time.sleep(0.02)
 
@@ -223,8 +229,15 @@ def periodic_tick() -> None:
     _record("test:ticks")
 
 
-# Sent by Celery beat only while a scheduler runs (tests/integration/test_scheduler.py).
-get_default_app().add_periodic_task(0.5, periodic_tick.s(), name="tests.periodic_tick")
+def schedule_periodic_tick(sender: Any = None, **_: Any) -> None:
+    # Sent by Celery beat only while a scheduler runs (tests/integration/test_scheduler.py).
+    # Added as beat starts (so that importing this module builds no app), after its
+    # scheduler read the schedule: merged into that scheduler too.
+    sender.app.add_periodic_task(0.5, periodic_tick.s(), name="tests.periodic_tick")
+    sender.scheduler.merge_inplace(sender.app.conf.beat_schedule)
+
+
+celery_signals.beat_init.connect(schedule_periodic_tick, weak=False, dispatch_uid="tests.periodic_tick")
 
 
 # --- Chaos tests (tests/chaos/): every run reports to the ledger of tests/chaos/accounting.py -----
@@ -233,14 +246,17 @@ _CHAOS_RETRY = {"max_retries": 3, "initial_delay_s": 0.05, "max_delay_s": 0.2, "
 
 
 @priority_task(Priority.DEFAULT, queue="chaos.work", retry=_CHAOS_RETRY)
-def chaos_work(run: str, job_id: str, sleep_s: float = 0.0) -> None:
-    """A job that takes ``sleep_s`` and records its start and its completion."""
+def chaos_work(run: str, job_id: str, sleep_s: float = 0.0, gate: str | None = None) -> None:
+    """A job that takes ``sleep_s`` (or, with ``gate``, until the test opens it) and records its start
+    and its completion."""
     from tests.chaos import accounting
 
     redelivered = bool((chaos_work.request.delivery_info or {}).get("redelivered"))
     accounting.job_started(run, job_id, redelivered=redelivered)
     if sleep_s:
         time.sleep(sleep_s)
+    if gate:
+        accounting.wait_for_gate(gate)
     accounting.job_finished(run, job_id)
 
 

@@ -78,7 +78,8 @@ def test_a_paused_lane_waits_across_a_restart_and_resumes_in_priority_order(
 def test_a_pool_that_missed_the_broadcast_catches_up(
     app: Any, redis_client: redis.Redis, workers: WorkerFactory
 ) -> None:
-    from storefront_jobs import Priority, pausing
+    from storefront_jobs import Priority
+    from storefront_jobs.worker import pausing
 
     worker = workers.start("CRITICAL,HIGH", concurrency=1)
 

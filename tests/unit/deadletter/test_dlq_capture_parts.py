@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import pytest
 from billiard.exceptions import WorkerLostError
@@ -13,6 +12,7 @@ from storefront_jobs.deadletter.memory import MemoryDeadLetterStore
 from storefront_jobs.deadletter.query import Filter
 from storefront_jobs.deadletter.record import AttemptError, record_from_failure
 from storefront_jobs.jobs.failures import FailureReason, JobFailure
+from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.worker.request import is_final_worker_loss
 
 T0 = 1_800_000_000.0
@@ -23,7 +23,7 @@ def failure(**changes: object) -> JobFailure:
         "execution_id": "e-1",
         "task": "shop.charge",
         "job_queue": "payments.webhooks",
-        "priority": "CRITICAL",
+        "priority": Priority.CRITICAL,
         "attempt": 3,
         "reason": FailureReason.EXHAUSTED,
         "error_type": "TimeoutError",
@@ -105,7 +105,5 @@ def test_a_store_that_refuses_the_write_leaves_the_record_in_the_log(
 def test_which_lost_workers_are_final(
     exc: BaseException, retries: int, max_retries: int, retry_on_lost: bool, final: bool
 ) -> None:
-    task = SimpleNamespace(
-        max_retries=max_retries, retry_on_worker_lost=retry_on_lost, reject_on_worker_lost=False
-    )
-    assert is_final_worker_loss(exc, task, retries) is final
+    resent = is_final_worker_loss(exc, retries=retries, max_retries=max_retries, resent_on_loss=retry_on_lost)
+    assert resent is final
