@@ -19,7 +19,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from celery import current_app, shared_task
+from celery import shared_task
+from celery.app import app_or_default
 from celery.local import Proxy
 
 from storefront_jobs.broker.keys import lane_name
@@ -54,7 +55,7 @@ def _exception_classes(value: Any, what: str, task_name: str) -> tuple[type[Base
 
 def _storefront_task(name: str) -> Any:
     """The task ``name`` of the current storefront app, else of the default app."""
-    app: Any = current_app
+    app: Any = app_or_default(None)  # the current app itself, not Celery's proxy of it
     if getattr(app, "storefront_settings", None) is None:
         from storefront_jobs.application import get_default_app  # noqa: PLC0415 - built on first use only
 

@@ -46,6 +46,12 @@ def is_final_worker_loss(exc: BaseException, *, retries: int, max_retries: int, 
     return not (retries < max_retries and resent_on_loss)
 
 
+def resends_on_loss(task: Any) -> bool:
+    """Whether the task retries or requeues a job whose child was lost (while retries are left)."""
+    # retry_on_worker_lost is new in Celery 5.7 (task_retry_on_worker_lost); no type stub has it yet.
+    return bool(getattr(task, "retry_on_worker_lost", False) or task.reject_on_worker_lost)
+
+
 class CapturingRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
         exc = getattr(exc_info, "exception", None)
@@ -58,7 +64,7 @@ class CapturingRequest(Request):
                     exc,
                     retries=job.retries,
                     max_retries=task.policy_for(job.priority).max_retries,
-                    resent_on_loss=bool(task.retry_on_worker_lost or task.reject_on_worker_lost),
+                    resent_on_loss=resends_on_loss(task),
                 )
                 if final:
                     failure = build_failure(

@@ -1,4 +1,4 @@
-"""Declaring tasks reads nothing: a module of tasks imports anywhere, and bad settings stop whoever uses them."""
+"""Declaring tasks reads nothing: a module of tasks imports anywhere; bad settings stop whoever uses them."""
 
 from __future__ import annotations
 

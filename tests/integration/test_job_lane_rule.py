@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import urllib.request
 from typing import Any
@@ -106,7 +107,7 @@ def test_a_low_task_sent_to_critical_retries_and_waits_as_a_critical_job(
     assert (end["reason"], end["attempt"]) == ("exhausted", 6)
     starts = _starts(redis_client, "to-critical")
     assert len(starts) == 6
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     for gap, countdown_s in zip(gaps, [0.5, 0.75, 1.125, 1.6875, 2.53125], strict=True):
         assert gap >= countdown_s - 0.05, gaps
 
