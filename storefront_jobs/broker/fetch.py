@@ -3,10 +3,11 @@
 kombu takes a message out of its list with ``BRPOP`` and records it as
 unacknowledged (``unacked``) only afterwards, in a second command: a worker
 killed between the two loses the message for good. Here a worker takes a
-message with one Lua call that pops it and records it as unacknowledged in
-the same step, so from its push until its acknowledgement a message is
-always in a lane or in ``unacked``, from where the visibility timeout brings
-it back.
+message with one Lua call (``scripts/fetch.lua``) that pops it and records it
+as unacknowledged in the same step, so from its push until its
+acknowledgement a message is always in a lane or in ``unacked``, from where
+the visibility timeout brings it back. The kombu methods overridden here are
+listed in :mod:`storefront_jobs.broker.internals`.
 
 A script cannot block, so an idle worker blocks on its lanes' *doorbells*
 (``storefront:doorbell:<lane>``): every push into a lane by storefront-jobs
@@ -32,7 +33,6 @@ item, and delivers it; the worker's consumer stores it in the DLQ as
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 import uuid
 from queue import Empty
@@ -44,42 +44,8 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import keys, scripts
 from storefront_jobs.errors import ConfigurationError
-
-# Reliable fetch: takes the first message of the lists, in the order given, and
-# records it as unacknowledged exactly as kombu's QoS.append would (the index
-# scored with the fetch time; the message with an empty exchange and its
-# queue as routing key, which kombu's restore resolves to that queue).
-# KEYS: the lists..., the unacked hash, the unacked index, the doorbells...
-# ARGV: the time (the worker's clock: kombu's restore compares with it), the
-# number of lists, the queue of each list.
-# Returns {list, message, 1 if recorded} or nil. A message without a delivery
-# tag is not kombu's: returned unrecorded, for the worker to dead-letter.
-_FETCH_LUA = """
-local n = tonumber(ARGV[2])
-for i = 1, n do
-  local raw = redis.call('RPOP', KEYS[i])
-  if raw then
-    local ok, message = pcall(cjson.decode, raw)
-    local tag = nil
-    if ok and type(message) == 'table' and type(message.properties) == 'table' then
-      tag = message.properties.delivery_tag
-    end
-    if type(tag) ~= 'string' then
-      return {KEYS[i], raw, 0}
-    end
-    redis.call('ZADD', KEYS[n + 2], ARGV[1], tag)
-    redis.call('HSET', KEYS[n + 1], tag, '[' .. raw .. ',"",' .. cjson.encode(ARGV[2 + i]) .. ']')
-    return {KEYS[i], raw, 1}
-  end
-end
-for i = n + 3, #KEYS do
-  redis.call('DEL', KEYS[i])
-end
-return false
-"""
-_FETCH_SHA = hashlib.sha1(_FETCH_LUA.encode()).hexdigest()
 
 #: Content type of a wrapped list item that was not a kombu message; no worker accepts it.
 WRAPPED_CONTENT_TYPE = "application/x-storefront-undeliverable"
@@ -183,8 +149,7 @@ class FetchingChannel(kombu_redis.Channel):
             script_keys = [*(name for name, _ in pairs), self.unacked_key, self.unacked_index_key]
             script_keys += [keys.doorbell(q) for q in queues]
             args = [repr(time.time()), len(pairs), *(q for _, q in pairs)]
-            script = ["EVALSHA", _FETCH_SHA] if self._fetch_loaded else ["EVAL", _FETCH_LUA]
-            command = [*script, len(script_keys), *script_keys, *args]
+            command = scripts.FETCH.command(script_keys, args, cached=self._fetch_loaded)
             self._polling = "fetch"
         else:
             wait_s = self.brpop_timeout if timeout is None else timeout
@@ -258,7 +223,7 @@ class FetchingChannel(kombu_redis.Channel):
         super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)  # type: ignore[misc]
         for queue in self._lookup(exchange, routing_key):
             if keys.priority_of_lane(queue) is not None:
-                ring(pipe, queue)
+                scripts.RING(pipe, [keys.doorbell(queue)], [keys.DOORBELL_LAST_INDEX])
 
 
 def delivery_tag_of(payload: Any) -> str | None:
@@ -266,10 +231,3 @@ def delivery_tag_of(payload: Any) -> str | None:
     properties = payload.get("properties") if isinstance(payload, dict) else None
     tag = properties.get("delivery_tag") if isinstance(properties, dict) else None
     return tag if isinstance(tag, str) else None
-
-
-def ring(pipe: Any, lane: str) -> None:
-    """Queue the commands that push one wake-up token for ``lane`` (kept to the newest DOORBELL_MAX)."""
-    bell = keys.doorbell(lane)
-    pipe.lpush(bell, 1)
-    pipe.ltrim(bell, 0, keys.DOORBELL_MAX - 1)

@@ -90,9 +90,15 @@ KEY_PREFIX = "storefront:"
 #: kombu's defaults; they are part of the wire format, so every process keeps them.
 KOMBU_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 KOMBU_SEP = "\x06\x16"
+#: kombu's record of the messages held by workers: hash delivery tag -> [message, exchange, routing key].
+KOMBU_UNACKED = "unacked"
+#: Sorted set, delivery tag -> time it was taken; kombu's restore brings back the old ones.
+KOMBU_UNACKED_INDEX = "unacked_index"
 
 #: Most wake-up tokens kept per lane: enough to wake every idle worker of a lane at once.
 DOORBELL_MAX = 1_000
+#: The index of the last token kept, as the scripts that ring a doorbell take it (``LTRIM 0 <index>``).
+DOORBELL_LAST_INDEX = DOORBELL_MAX - 1
 OVERFLOW_COUNTS = KEY_PREFIX + "overflow"
 #: Hash, ``<priority>\t<job queue>\t<task>\t<producer host>`` -> first enqueues accepted (retries excluded).
 ENQUEUED_COUNTS = KEY_PREFIX + "enqueued"

@@ -14,6 +14,7 @@ from collections import Counter as Tally
 import redis
 
 from storefront_jobs.broker import keys
+from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.priorities import Priority
 
 
@@ -39,7 +40,7 @@ def enqueued_at_of(raw_message: bytes | str | None) -> float | None:
         return None
     try:
         headers = json.loads(raw_message).get("headers") or {}
-        value = headers.get("enqueuedAt")
+        value = headers.get(envelope.ENQUEUED_AT)
         return float(value) if value is not None else None
     except (ValueError, TypeError, AttributeError):
         return None
@@ -64,7 +65,7 @@ def read_lanes(client: redis.Redis[bytes]) -> dict[Priority, LaneState]:
         for name in names:
             pipe.llen(name)
             pipe.lindex(name, -1)
-    pipe.hvals("unacked")
+    pipe.hvals(keys.KOMBU_UNACKED)
     results = pipe.execute()
     reserved = reserved_by_lane(results[-1])
     states: dict[Priority, LaneState] = {}

@@ -1,10 +1,10 @@
 """kombu's Redis transport, with the lane capacity check inside the publish and a reliable fetch.
 
-A job's first publish into a lane is one Lua call that sums the lane's
-lists, refuses the job when the lane is full (counting the overflow), and
-otherwise counts the enqueue and pushes the message. One round trip, like
-plain kombu, and atomic: with any number of producers a lane never holds
-more than its capacity, and a refused job was never pushed.
+A job's first publish into a lane is one Lua call (``scripts/admit_and_push.lua``)
+that sums the lane's lists, refuses the job when the lane is full (counting
+the overflow), and otherwise counts the enqueue and pushes the message. One
+round trip, like plain kombu, and atomic: with any number of producers a lane
+never holds more than its capacity, and a refused job was never pushed.
 
 Only first publishes into a storefront lane are checked: retries (Celery's
 ``retries`` header above 0) were accepted once and are pushed as kombu
@@ -15,7 +15,8 @@ retry it (it is neither a connection nor a channel error).
 
 Workers take messages with a reliable fetch (:mod:`storefront_jobs.broker.fetch`,
 which :class:`Channel` extends); every push here also rings the lane's
-doorbell there.
+doorbell there (a retry's push is ``scripts/push.lua``). The kombu methods
+overridden here are listed in :mod:`storefront_jobs.broker.internals`.
 
 Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"``
 (:func:`storefront_jobs.application.create_app` does, for ``redis://`` and
@@ -24,7 +25,6 @@ Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from typing import Any
 
@@ -32,36 +32,14 @@ from kombu import Connection
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 
-from storefront_jobs.broker import keys
-from storefront_jobs.broker.admission import enqueued_field
-from storefront_jobs.broker.fetch import FetchingChannel, ring
-from storefront_jobs.errors import QueueOverflowError
+from storefront_jobs.broker import keys, scripts
+from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
+from storefront_jobs.broker.fetch import FetchingChannel
+from storefront_jobs.jobs import envelope
 
 #: Transport option holding ``{lane: capacity}``; set by create_app from QUEUE_CAPACITY__*.
 CAPACITY_OPTION = "storefront_lane_capacity"
-
-# KEYS: the lane's lists..., the overflow hash, the enqueued hash, the list to push to, the lane's doorbell.
-# ARGV: capacity, priority label, enqueued-counter field, message, last doorbell index kept.
-# Returns the depth before the push, or -(depth + 1) when the lane is full.
-_ADMIT_AND_PUSH_LUA = """
-local n = #KEYS - 4
-local depth = 0
-for i = 1, n do
-  depth = depth + redis.call('LLEN', KEYS[i])
-end
-if depth >= tonumber(ARGV[1]) then
-  redis.call('HINCRBY', KEYS[n + 1], ARGV[2], 1)
-  return -depth - 1
-end
-redis.call('HINCRBY', KEYS[n + 2], ARGV[3], 1)
-redis.call('LPUSH', KEYS[n + 3], ARGV[4])
-redis.call('LPUSH', KEYS[n + 4], '1')
-redis.call('LTRIM', KEYS[n + 4], 0, tonumber(ARGV[5]))
-return depth
-"""
-_ADMIT_AND_PUSH_SHA = hashlib.sha1(_ADMIT_AND_PUSH_LUA.encode()).hexdigest()  # Redis names scripts by SHA-1
 
 _HOST = socket.gethostname()
 
@@ -71,7 +49,7 @@ def needs_admission(queue: str, message: dict[str, Any], capacities: dict[str, i
     if queue not in capacities:
         return False
     headers = message.get("headers") or {}
-    return not int(headers.get("retries") or 0)
+    return not int(headers.get(envelope.RETRIES) or 0)
 
 
 class Channel(FetchingChannel):
@@ -115,20 +93,18 @@ class Channel(FetchingChannel):
         assert priority is not None  # every capacity key is a lane
         headers = message.get("headers") or {}
         field = enqueued_field(
-            priority, str(headers.get("jobQueue") or "unknown"), str(headers.get("task")), _HOST
+            priority,
+            str(headers.get(envelope.JOB_QUEUE) or "unknown"),
+            str(headers.get(envelope.TASK_NAME)),
+            _HOST,
         )
-        target = self._target_list(queue, message)
-        script_keys = [
-            *keys.lane_lists(queue), keys.OVERFLOW_COUNTS, keys.ENQUEUED_COUNTS, target, keys.doorbell(queue)
-        ]  # fmt: skip
-        args = [capacities[queue], priority.label, field, dumps(message), keys.DOORBELL_MAX - 1]
-        client = self._admission_client()
-        try:
-            result = int(client.evalsha(_ADMIT_AND_PUSH_SHA, len(script_keys), *script_keys, *args))
-        except NoScriptError:
-            result = int(client.eval(_ADMIT_AND_PUSH_LUA, len(script_keys), *script_keys, *args))
-        if result < 0:
-            raise QueueOverflowError(queue, -result - 1, capacities[queue])
+        script_keys, args = admission_call(priority, capacities[queue], field)
+        reply = scripts.ADMIT_AND_PUSH(
+            self._admission_client(),
+            [*script_keys, self._target_list(queue, message), keys.doorbell(queue)],
+            [*args, dumps(message), keys.DOORBELL_LAST_INDEX],
+        )
+        depth_or_refuse(reply, queue, capacities[queue])
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         # kombu's Channel.close drops the channel's connection pools, then
@@ -149,10 +125,11 @@ class Channel(FetchingChannel):
 
     def _push_and_ring(self, queue: str, message: dict[str, Any]) -> None:
         """Push a message that needs no admission (a retry) into its lane and ring the lane's doorbell."""
-        pipe = self._admission_client().pipeline(transaction=True)
-        pipe.lpush(self._target_list(queue, message), dumps(message))
-        ring(pipe, queue)
-        pipe.execute()
+        scripts.PUSH(
+            self._admission_client(),
+            [self._target_list(queue, message), keys.doorbell(queue)],
+            [dumps(message), keys.DOORBELL_LAST_INDEX],
+        )
 
 
 class Transport(kombu_redis.Transport):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from storefront_jobs.deadletter.messages import KombuMessageBuilder
-from storefront_jobs.deadletter.replay import GateRoom, Replayer
+from storefront_jobs.deadletter.replay import Replayer
 from storefront_jobs.deadletter.store import DeadLetterStore
 
 
@@ -28,9 +28,8 @@ def store_for(app: Any) -> DeadLetterStore:
 def replayer_for(app: Any) -> Iterator[Replayer]:
     """A replayer on the app's broker that respects its lane capacities; one per thread."""
     sf = _storefront_app(app)
-    lanes = GateRoom(sf.capacity_gate, sf.storefront_settings.capacity, sf.redis)
     builder = KombuMessageBuilder(app)
     try:
-        yield Replayer(store_for(app), builder, lanes)
+        yield Replayer(store_for(app), builder, sf.capacity_gate)
     finally:
         builder.close()

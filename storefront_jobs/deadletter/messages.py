@@ -9,10 +9,10 @@ envelope and routing), and kombu's final Redis command is collected instead
 of run: the store's MOVE script then runs that ``LPUSH`` together with the
 removal of the entry.
 
-The collection uses kombu 5.7's publish-batch hook (``_put(...,
-_publish_batch=...)`` calls ``batch.add("lpush", key, payload)``); a kombu
-that stops calling it makes :meth:`KombuMessageBuilder.build` fail loudly
-rather than publish anything behind the store's back.
+The collection uses kombu 5.7's publish-batch hook
+(:func:`storefront_jobs.broker.accessors.collect_publish`); a kombu that stops
+calling it makes :meth:`KombuMessageBuilder.build` fail loudly rather than
+publish anything behind the store's back.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from celery import signals as celery_signals
 from celery.utils.nodenames import anon_nodename
 from kombu.serialization import dumps
 
+from storefront_jobs.broker.accessors import collect_publish
 from storefront_jobs.errors import StorefrontJobsError
 
 
@@ -61,16 +62,6 @@ def short_repr(value: Any, max_size: int) -> str:
     """``repr`` cut to ``max_size`` characters, as Celery shows arguments in events and logs."""
     text = repr(value)
     return text if len(text) <= max_size else text[: max_size - 3] + "..."
-
-
-class _CollectedPublish:
-    """Stands in for kombu's PublishBatch: keeps the Redis commands instead of running them."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, name: str, *args: Any) -> None:
-        self.commands.append((name, args))
 
 
 class KombuMessageBuilder:
@@ -129,12 +120,11 @@ class KombuMessageBuilder:
         envelope = self._channel.prepare_message(
             raw, 0, content_type, content_encoding, message_headers, properties
         )
-        collected = _CollectedPublish()
-        self._channel.basic_publish(envelope, exchange="", routing_key=lane, _publish_batch=collected)
-        pushes = [args for name, args in collected.commands if name == "lpush"]
-        if len(collected.commands) != 1 or len(pushes) != 1:
+        commands = collect_publish(self._channel, envelope, lane)
+        pushes = [args for name, args in commands if name == "lpush"]
+        if len(commands) != 1 or len(pushes) != 1:
             raise StorefrontJobsError(
-                f"kombu produced {collected.commands!r} for one message; replay needs exactly one LPUSH "
+                f"kombu produced {commands!r} for one message; replay needs exactly one LPUSH "
                 "(is kombu older or newer than 5.7?)"
             )
         list_key, payload = pushes[0]

@@ -54,30 +54,17 @@ _HOST = socket.gethostname()
 
 
 class LaneRoom(Protocol):
-    def room(self, priority: Priority) -> int:
-        """Jobs the lane can still take; raises QueueOverflowError when it is full."""
-
-
-class GateRoom:
-    """:class:`LaneRoom` from the capacity gate's depth and the lane capacity setting.
+    """How much a lane can take: :class:`CapacityGate` in production, a fake in unit tests.
 
     The gate's ``admit`` checks and counts one job; a replay checks once per
-    batch and counts each job in the MOVE script that pushes it (exactly the
-    jobs that reach the lane). A full lane counts as one refused enqueue in the
-    gate's overflow counter, as a refused ``delay`` would.
+    batch (:meth:`CapacityGate.room`) and counts each job in the MOVE script
+    that pushes it (exactly the jobs that reach the lane). A full lane counts
+    as one refused enqueue in the gate's overflow counter, as a refused
+    ``delay`` would: ``room`` applies the capacity rule every admission does.
     """
 
-    def __init__(self, gate: Any, capacity: Callable[[Priority], int], client: Any) -> None:
-        self._gate = gate
-        self._capacity = capacity
-        self._client = client
-
     def room(self, priority: Priority) -> int:
-        depth, capacity = int(self._gate.depth(priority)), self._capacity(priority)
-        if depth >= capacity:
-            self._client.hincrby(keys.OVERFLOW_COUNTS, priority.label, 1)
-            raise QueueOverflowError(keys.lane_name(priority), depth, capacity)
-        return capacity - depth
+        """Jobs the lane can still take; raises QueueOverflowError when it is full."""
 
 
 @dataclasses.dataclass(frozen=True)

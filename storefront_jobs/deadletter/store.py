@@ -19,7 +19,7 @@ Storage layout (keys built only by :mod:`storefront_jobs.broker.keys`)::
     storefront:dlq:replayed:<id>        string  the execution id an entry was replayed as (expires)
     storefront:dlq:audit[:<op>]         zset + hashes, see deadletter.audit
 
-Reads walk the smallest index of a filter newest-first (:data:`scripts.PAGE`),
+Reads walk the smallest index of a filter newest-first (``broker/scripts/dlq/page.lua``),
 so one page costs about the entries it skips, whatever the DLQ's size.
 """
 
@@ -33,8 +33,7 @@ from typing import Any, Protocol
 
 import redis
 
-from storefront_jobs.broker import keys
-from storefront_jobs.deadletter import scripts
+from storefront_jobs.broker import keys, scripts
 from storefront_jobs.deadletter.audit import AuditLog, RedisAuditLog
 from storefront_jobs.deadletter.query import Filter, score_bounds
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter
@@ -61,7 +60,7 @@ class Page:
 @dataclasses.dataclass(frozen=True)
 class Move:
     """One replay: the entry, the lane list it goes to, kombu's message, the new execution id,
-    and the field of the enqueued counter (``backpressure.enqueued_field``) it counts under."""
+    and the field of the enqueued counter (``broker.admission.enqueued_field``) it counts under."""
 
     execution_id: str
     lane_list: str
@@ -164,11 +163,6 @@ class RedisDeadLetterStore:
         self.retention_s = retention_s
         self._now = now
         self.audit: AuditLog = RedisAuditLog(client)
-        self._add = client.register_script(scripts.ADD)
-        self._trim = client.register_script(scripts.TRIM)
-        self._delete = client.register_script(scripts.DELETE)
-        self._move = client.register_script(scripts.MOVE)
-        self._page = client.register_script(scripts.PAGE)
         self._base_keys = [keys.DLQ_RECORDS, keys.DLQ_META, keys.DLQ_TIMELINE, keys.DLQ_STATS]
         self._prefixes = [keys.DLQ_INDEX_PREFIX, keys.DLQ_COUNT_PREFIX]
 
@@ -192,7 +186,7 @@ class RedisDeadLetterStore:
                 repr(r.failed_at),
                 counter or f"added:{r.reason.value}",
             ]
-        return [bool(int(v)) for v in self._add(keys=self._base_keys, args=args)]
+        return [bool(int(v)) for v in scripts.DLQ_ADD(self._client, self._base_keys, args)]
 
     def get(self, execution_id: str) -> DeadLetter | None:
         raw = self._client.hget(keys.DLQ_RECORDS, execution_id)
@@ -205,7 +199,8 @@ class RedisDeadLetterStore:
         flt = flt.not_before(self._now() - self.retention_s)
         upper, lower = score_bounds(flt, cursor)
         sets = [keys.dlq_index(field, value) for field, value in flt.terms()] or [keys.DLQ_TIMELINE]
-        raw = self._page(keys=[keys.DLQ_RECORDS, *sets], args=[upper, lower, limit, SCAN_BUDGET, mode])
+        args = [upper, lower, limit, SCAN_BUDGET, mode]
+        raw = scripts.DLQ_PAGE(self._client, [keys.DLQ_RECORDS, *sets], args)
         next_cursor = raw[0].decode() if raw[0] else None
         return next_cursor, int(raw[1]), [item.decode() for item in raw[2:] if item]
 
@@ -244,18 +239,19 @@ class RedisDeadLetterStore:
         if not execution_ids:
             return 0
         audit_key = keys.dlq_audit_entry(operation_id) if operation_id else ""
-        return int(self._delete(keys=[*self._base_keys, audit_key], args=[*self._prefixes, *execution_ids]))
+        script_keys = [*self._base_keys, audit_key]
+        return int(scripts.DLQ_DELETE(self._client, script_keys, [*self._prefixes, *execution_ids]))
 
     def move(self, moves: Sequence[Move], operation_id: str | None = None) -> list[str]:
         if not moves:
             return []
         audit_key = keys.dlq_audit_entry(operation_id) if operation_id else ""
-        args: list[Any] = [*self._prefixes, keys.dlq_replayed(""), self.retention_s, keys.DOORBELL_MAX - 1]
+        args: list[Any] = [*self._prefixes, keys.dlq_replayed(""), self.retention_s, keys.DOORBELL_LAST_INDEX]
         for m in moves:
             bell = keys.doorbell(keys.lane_of_list(m.lane_list))
             args += [m.execution_id, m.lane_list, m.message, m.new_id, m.enqueued_field or "unknown", bell]
         script_keys = [*self._base_keys, audit_key, keys.ENQUEUED_COUNTS]
-        return [v.decode() for v in self._move(keys=script_keys, args=args)]
+        return [v.decode() for v in scripts.DLQ_MOVE(self._client, script_keys, args)]
 
     def replayed_as(self, execution_id: str) -> str | None:
         raw = self._client.get(keys.dlq_replayed(execution_id))
@@ -264,7 +260,7 @@ class RedisDeadLetterStore:
     def trim(self) -> tuple[int, int]:
         expired = trimmed = 0
         while True:
-            e, t = (int(v) for v in self._trim(keys=self._base_keys, args=self._trim_args()))
+            e, t = (int(v) for v in scripts.DLQ_TRIM(self._client, self._base_keys, self._trim_args()))
             expired, trimmed = expired + e, trimmed + t
             if e < TRIM_BATCH and t < TRIM_BATCH:
                 return expired, trimmed

@@ -104,7 +104,7 @@ def record_for(
         error_type, error_message = type(exc).__name__, str(exc)
     error_message = error_message[:2_000]
     lane = _lane(message)
-    task = _text(headers.get("task")) or NO_TASK
+    task = _text(headers.get(envelope.TASK_NAME)) or NO_TASK
     tenant = _text(headers.get(envelope.TENANT_ID))
     tag = _text(getattr(message, "delivery_tag", None)) or uuid.uuid4().hex
     return DeadLetter(
@@ -160,7 +160,7 @@ def unknown_task_failure(
     headers: dict[str, Any] = dict(getattr(message, "headers", None) or {})
     try:
         args, kwargs, _embed = message.decode()
-        execution_id, task = str(headers["id"]), str(headers["task"])
+        execution_id, task = str(headers[envelope.TASK_ID]), str(headers[envelope.TASK_NAME])
     except Exception:
         return None
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
@@ -172,7 +172,7 @@ def unknown_task_failure(
         task=task,
         job_queue=_text(headers.get(envelope.JOB_QUEUE)) or lane or "(unknown)",
         priority=priority,
-        attempt=int(headers.get("retries") or 0) + 1,
+        attempt=envelope.attempt_of(headers.get(envelope.RETRIES)),
         reason=FailureReason.REJECTED,
         error_type="NotRegistered",
         error_message=f"no worker of this lane knows the task {task!r} ({type(exc).__name__}: {exc})"[:2_000],

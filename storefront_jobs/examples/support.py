@@ -25,6 +25,7 @@ from celery import current_task
 
 from storefront_jobs.errors import PermanentFailure
 from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.context import job_context
 
 #: Header the demo workload sets: how many first attempts of the job fail.
 FLAKY_HEADER = "demoFlakyAttempts"
@@ -89,11 +90,13 @@ def fails_now(flaky_attempts: int, attempt: int, replayed: bool) -> bool:
 
 def external_call(service: str, seconds: float) -> None:
     """Wait ``seconds`` on ``service``; raise :class:`TransientError` on attempts the demo marked flaky."""
-    request = current_task.request if current_task else None
-    if request is not None and not request.called_directly:
+    task = current_task
+    request = task.request if task else None
+    if task is not None and request is not None and not request.called_directly:
         flaky = int(envelope.read(request, FLAKY_HEADER, 0) or 0)
-        attempt = int(request.retries or 0) + 1
-        if fails_now(flaky, attempt, replayed=envelope.read(request, envelope.REPLAY_OF) is not None):
+        job = job_context(task, request)  # every example job is a storefront job
+        attempt = job.attempt
+        if fails_now(flaky, attempt, replayed=job.replay_of is not None):
             time.sleep(seconds / 2)
             raise TransientError(f"{service} timed out (simulated: attempt {attempt}, first {flaky} fail)")
     time.sleep(seconds)

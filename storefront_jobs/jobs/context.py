@@ -122,7 +122,7 @@ def build_job_context(
         task=task_name,
         job_queue=str(headers.get(envelope.JOB_QUEUE) or declared_job_queue or task_name),
         priority=delivered_priority(request, declared),
-        attempt=int(getattr(request, "retries", 0) or 0) + 1,
+        attempt=envelope.attempt_of(getattr(request, "retries", 0)),
         tenant_id=str(tenant) if tenant is not None else None,
         enqueued_at_s=_float_or_none(headers.get(envelope.ENQUEUED_AT)),
         replay_of=str(replay_of) if replay_of is not None else None,

@@ -20,6 +20,11 @@ ATTEMPT = "attempt"
 REPLAY_OF = "replayOf"
 REPLAY_COUNT = "replayCount"
 
+#: Headers of Celery's task protocol (version 2) that storefront-jobs reads.
+TASK_ID = "id"
+TASK_NAME = "task"
+RETRIES = "retries"
+
 #: Every header this module owns, in the order logs and DLQ records show them.
 STAMPED_HEADERS = (ENQUEUED_AT, TENANT_ID, JOB_QUEUE, PRIORITY, ATTEMPT, REPLAY_OF, REPLAY_COUNT)
 
@@ -42,7 +47,12 @@ def stamp(
     priority = priority_of_lane(lane) if lane else None
     if priority is not None:
         headers[PRIORITY] = priority.name
-    headers[ATTEMPT] = int(headers.get("retries") or 0) + 1
+    headers[ATTEMPT] = attempt_of(headers.get(RETRIES))
+
+
+def attempt_of(retries: Any) -> int:
+    """The attempt number of an execution after ``retries`` retries (Celery's count; None for none)."""
+    return int(retries or 0) + 1
 
 
 def read(request: Any, name: str, default: Any = None) -> Any:

@@ -94,7 +94,7 @@ class BrokerCollector:
                 continue
             label, job_queue, task, host = parsed
             per_job[(job_queue, label)] += int(value)
-            sent_f.add_metric([task, host, f"p{Priority.parse(label).value}.{label}"], int(value))
+            sent_f.add_metric([task, host, keys.lane_name(Priority.parse(label))], int(value))
         for (job_queue, label), count in sorted(per_job.items()):
             enqueued_f.add_metric([job_queue, label], count)
         yield from (overflow_f, enqueued_f, sent_f)

@@ -12,6 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
+from storefront_jobs.broker.accessors import active_request_count
 from storefront_jobs.settings import Settings
 
 logger = logging.getLogger("storefront_jobs.metrics")
@@ -79,7 +80,6 @@ class ActiveTasksCollector:
         self._hostname = hostname
 
     def collect(self) -> Any:
-        from celery.worker import state  # noqa: PLC0415 - only meaningful inside a worker
         from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
 
         family = GaugeMetricFamily(
@@ -87,7 +87,7 @@ class ActiveTasksCollector:
             "The number of tasks the worker is currently processing",
             labels=["hostname"],
         )
-        family.add_metric([self._hostname], len(state.active_requests))
+        family.add_metric([self._hostname], active_request_count())
         yield family
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from storefront_jobs.broker import keys
+from storefront_jobs.broker.accessors import active_request_count, processed_count
 from storefront_jobs.worker.hooks import Hook, HookChain
 
 logger = logging.getLogger("storefront_jobs.worker.heartbeat")
@@ -146,15 +147,6 @@ class Heartbeat:
             logger.warning("could not remove the heartbeat of %s: %s", self._nodename, exc)
 
 
-def describe_active(state_module: Any) -> Callable[[], int]:
-    return lambda: len(state_module.active_requests)
-
-
-def describe_processed(state_module: Any) -> Callable[[], int]:
-    # celery.worker.state.total_count is kept by the main process for every finished job.
-    return lambda: int(sum(state_module.total_count.values()))
-
-
 def consumed_lanes(app: Any) -> list[str]:
     """The lanes a pool's consumer consumes now."""
     return sorted(app.amqp.queues.consume_from)
@@ -180,8 +172,6 @@ class WorkerHeartbeat(Hook):
         self._configured = consumed_lanes(worker.app)
 
     def worker_ready(self, consumer: Any) -> None:
-        from celery.worker import state  # noqa: PLC0415 - the worker's own bookkeeping, workers only
-
         app = consumer.app
         client = getattr(app, "redis", None)
         if client is None:
@@ -193,9 +183,9 @@ class WorkerHeartbeat(Hook):
             consumer.hostname,
             self._configured or consumed_lanes(app),
             int(getattr(controller, "concurrency", 0) or 1),
-            describe_active(state),
+            active_request_count,
             consuming=lambda: consumed_lanes(app),
-            processed=describe_processed(state),
+            processed=processed_count,
             on_beat=(lambda: chain.emit("heartbeat", consumer)) if chain is not None else None,
         )
         try:

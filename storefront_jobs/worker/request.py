@@ -21,14 +21,13 @@ it by path (``Request = "storefront_jobs.worker.request:CapturingRequest"``).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
+from storefront_jobs.broker.accessors import raised_error, request_pushed
 from storefront_jobs.deadletter.binding import store_for
 from storefront_jobs.deadletter.capture import capture
 from storefront_jobs.jobs.context import job_context
@@ -54,11 +53,13 @@ def resends_on_loss(task: Any) -> bool:
 
 class CapturingRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
-        exc = getattr(exc_info, "exception", None)
-        exc = getattr(exc, "exc", exc)  # ExceptionWithTraceback wraps the real error
+        exc = raised_error(exc_info)
         task = self.task
-        with self._request_pushed() as context:
-            if isinstance(task, PriorityTask) and isinstance(exc, BaseException):
+        # Celery pushes the job's request only around its own task_failure on the
+        # lost-worker path; push it for the whole handler, so that the retry
+        # decision (max_retries, default_retry_delay) and every receiver read the job's context.
+        with request_pushed(self) as context:
+            if isinstance(task, PriorityTask) and exc is not None:
                 job = job_context(task, context)
                 final = is_final_worker_loss(
                     exc,
@@ -82,17 +83,5 @@ class CapturingRequest(Request):
             return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
     def on_timeout(self, soft: bool, timeout: float) -> Any:
-        with self._request_pushed():
+        with request_pushed(self):
             return super().on_timeout(soft, timeout)
-
-    @contextlib.contextmanager
-    def _request_pushed(self) -> Iterator[Any]:
-        # Celery pushes the job's request only around its own task_failure on
-        # the lost-worker path; push it for the whole handler, so that the
-        # retry decision and every receiver read the job's context.
-        context: Any = getattr(self, "_context", None)  # TODO(internals): accessor
-        self.task.request_stack.push(context)
-        try:
-            yield context
-        finally:
-            self.task.request_stack.pop()

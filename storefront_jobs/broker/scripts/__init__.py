@@ -1,0 +1,118 @@
+"""Every Lua script storefront-jobs runs on Redis, and the one way they are loaded and called.
+
+The scripts are the ``.lua`` files of this folder (package data: a wheel ships
+them), each opening with its KEYS, ARGV and reply. Pieces that several
+scripts share live in ``lib/`` (lane depth, counters, the doorbell, the
+capacity rule) and ``dlq/lib/`` (removing and trimming DLQ entries), written
+once; a script names each piece it uses with a line ``-- include: <path>``
+and :func:`load` puts the pieces in front of it, each once, in the order the
+includes are met (a piece's own includes first), so a piece's functions
+exist before anything calls them.
+
+A :class:`Script` is called one way, ``SCRIPT(client, keys, args)``: Redis
+names a loaded script by the SHA-1 of its text, so the call is ``EVALSHA``;
+a Redis that does not know it (restarted, or ``SCRIPT FLUSH``) answers
+NOSCRIPT, and the call is sent again once as ``EVAL`` with the text, which
+also loads it for the next ``EVALSHA``. Queued in a pipeline, whose replies
+come only with ``execute()`` (too late to send anything again), it is queued
+as ``EVAL``. The reliable fetch sends its script itself, without waiting for
+the reply, on the worker's poll connection: :meth:`Script.command` builds
+that command, and the fetch handles NOSCRIPT where it reads the reply
+(:mod:`storefront_jobs.broker.fetch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
+
+#: A line of a ``.lua`` file naming a shared piece, by its path in this folder.
+_INCLUDE = re.compile(r"^-- include: (?P<path>\S+\.lua)[ \t]*$", re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Script:
+    """One script: its name (its path here, without ``.lua``), its whole text, and its SHA-1."""
+
+    name: str
+    text: str
+    sha: str = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+    def __call__(
+        self, client: redis.Redis[Any] | Pipeline[Any], keys: Sequence[Any] = (), args: Sequence[Any] = ()
+    ) -> Any:
+        """Run the script on ``client`` (see the module docstring); in a pipeline, queue it."""
+        commands: Any = client  # types-redis leaves eval and evalsha untyped
+        if isinstance(client, Pipeline):
+            return commands.eval(self.text, len(keys), *keys, *args)
+        try:
+            return commands.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return commands.eval(self.text, len(keys), *keys, *args)
+
+    def command(self, keys: Sequence[Any], args: Sequence[Any], *, cached: bool = True) -> list[Any]:
+        """The command that runs the script, to send raw: ``EVALSHA`` while Redis has it, else ``EVAL``."""
+        head: list[Any] = ["EVALSHA", self.sha] if cached else ["EVAL", self.text]
+        return [*head, len(keys), *keys, *args]
+
+
+def _read(path: str) -> str:
+    return resources.files(__name__).joinpath(path).read_text(encoding="utf-8")
+
+
+def compose(path: str) -> str:
+    """The text of the script at ``path`` with every piece it includes in front of it, each once."""
+    parts: list[str] = []
+    seen: set[str] = set()
+
+    def visit(current: str, chain: tuple[str, ...]) -> None:
+        if current in chain:
+            raise ValueError(f"Lua includes form a cycle: {' -> '.join((*chain, current))}")
+        if current in seen:
+            return
+        text = _read(current)
+        for match in _INCLUDE.finditer(text):
+            visit(match["path"], (*chain, current))
+        seen.add(current)
+        parts.append(text)
+
+    visit(path, ())
+    return "\n".join(parts)
+
+
+def load(name: str) -> Script:
+    """The script ``<name>.lua`` of this folder, its includes resolved."""
+    return Script(name, compose(f"{name}.lua"))
+
+
+#: CapacityGate.admit: the capacity check and enqueue count of a publish through plain kombu.
+ADMIT = load("admit")
+#: The transport's first publish of a job into a lane: check, count and push in one step.
+ADMIT_AND_PUSH = load("admit_and_push")
+#: The transport's push of a message that needs no check (a retry).
+PUSH = load("push")
+#: A doorbell rung inside kombu's restore transaction.
+RING = load("ring")
+#: CapacityGate.depth: a lane's waiting messages.
+DEPTH = load("depth")
+#: CapacityGate.room: the capacity check of a DLQ replay batch.
+ROOM = load("room")
+#: The reliable fetch, sent raw by the worker's channel.
+FETCH = load("fetch")
+#: The DLQ store's operations (storefront_jobs.deadletter.store).
+DLQ_ADD = load("dlq/add")
+DLQ_TRIM = load("dlq/trim")
+DLQ_DELETE = load("dlq/delete")
+DLQ_MOVE = load("dlq/move")
+DLQ_PAGE = load("dlq/page")
