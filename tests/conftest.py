@@ -17,17 +17,26 @@ import redis
 from storefront_jobs.embedded import EmbeddedRedis
 from tests.support.workers import WorkerFactory
 
+#: The broker while tests are collected: nothing listens there, so an app built by an import-time
+#: side effect fails loudly instead of reaching the machine's own Redis.
+NO_BROKER_YET = "redis://127.0.0.1:1/0"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # The machine's own storefront settings must not leak into the tests.
     for name in list(os.environ):
         if name.startswith("STOREFRONT_JOBS_") or name == "WORKER_PRIORITY_FILTER":
             del os.environ[name]
+    os.environ["STOREFRONT_JOBS_BROKER_URL"] = NO_BROKER_YET
 
 
 @pytest.fixture(scope="session", autouse=True)
 def redis_server() -> Iterator[EmbeddedRedis]:
     """One private server for the whole run, the broker of every app the tests build."""
+    from storefront_jobs.application import get_default_app
+
+    # Importing tasks, examples included, must build no app (docs/jobs.md, "Declaring a job").
+    assert get_default_app.cache_info().currsize == 0, "the default app was built while tests were collected"
     server = EmbeddedRedis().start()
     os.environ["STOREFRONT_JOBS_BROKER_URL"] = server.url
     yield server

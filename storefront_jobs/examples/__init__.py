@@ -22,15 +22,17 @@ with ``STOREFRONT_JOBS_IMPORTS=storefront_jobs.examples``, which
 ``storefront-jobs dev`` sets; :mod:`.demo` sends a mixed workload, and
 :mod:`.progress` counts what happened to it.
 
-Importing this package registers the tasks on the default app, connects
-the progress counters (see :func:`.progress.install` for why at import) and
-adds the periodic jobs of :mod:`.schedule` to the app's beat schedule, which
-only ``storefront-jobs beat`` acts on.
+Importing this package declares the tasks (on every app, as it starts),
+connects the progress counters (see :func:`.progress.install` for why at
+import) and has the periodic jobs of :mod:`.schedule` added to the schedule
+of a beat as it starts; it builds no app and reads no setting.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from celery import signals as celery_signals
 
 from storefront_jobs.examples import (
     analytics,
@@ -61,6 +63,8 @@ JOBS: Mapping[str, PriorityTask] = {
 }
 
 progress.install()
-schedule.register()
+celery_signals.beat_init.connect(
+    schedule.on_beat_init, weak=False, dispatch_uid="storefront_jobs.examples.schedule"
+)
 
 __all__ = ["JOBS", "analytics", "archive", "notifications", "payments", "progress", "reporting", "schedule"]

@@ -1,8 +1,9 @@
 """The example jobs that run on a schedule: cache warming and analytics aggregation, both LOW.
 
-Celery beat (``storefront-jobs beat``) sends them; importing this module only
-adds them to the default app's ``beat_schedule``, so a worker or producer that
-imports :mod:`storefront_jobs.examples` sends nothing by itself. Beat sends
+Celery beat (``storefront-jobs beat``) sends them: importing
+:mod:`storefront_jobs.examples` connects :func:`on_beat_init`, which adds them
+to the schedule of a beat as it starts, so a worker or producer that imports
+the examples sends nothing by itself (and importing builds no app). Beat sends
 only while ``SCHEDULER_ENABLED`` is true (the runbook's scheduler flag), and
 exactly one beat may run per deployment, or every job here goes out twice.
 
@@ -21,9 +22,11 @@ matters because a retry of the fan-out re-sends every metric.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+from celery import Celery
 
 from storefront_jobs import Priority, priority_task
-from storefront_jobs.application import get_default_app
 from storefront_jobs.examples import analytics
 
 #: Seconds between two cache warm-ups of each hot page.
@@ -46,11 +49,20 @@ def entry_names() -> list[str]:
     return [f"examples.warm_cache.{page}" for page in HOT_PAGES] + ["examples.aggregate_yesterday"]
 
 
-def register() -> None:
-    """Add the entries to the default app's beat schedule; idempotent (entries are keyed by name)."""
-    app = get_default_app()
+def register(app: Celery) -> None:
+    """Add the entries to ``app``'s beat schedule; idempotent (entries are keyed by name)."""
     for page, n_keys in HOT_PAGES.items():
         app.add_periodic_task(
             WARM_CACHE_EVERY_S, analytics.warm_cache.s(page, n_keys), name=f"examples.warm_cache.{page}"
         )
     app.add_periodic_task(AGGREGATE_EVERY_S, aggregate_yesterday.s(), name="examples.aggregate_yesterday")
+
+
+def on_beat_init(sender: Any = None, **_: Any) -> None:
+    """``beat_init`` receiver: add the entries to the starting beat's app and to its scheduler.
+
+    Beat's scheduler has read the app's schedule by then (its start-up banner
+    shows it), so the entries are merged into the scheduler as well.
+    """
+    register(sender.app)
+    sender.scheduler.merge_inplace(sender.app.conf.beat_schedule)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from celery.app import app_or_default
@@ -29,6 +29,11 @@ from storefront_jobs.jobs.failures import JobFailure
 from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, build_policy
 from storefront_jobs.jobs.task import PriorityTask
+
+if TYPE_CHECKING:
+    _ProxyBase = Proxy[Any]  # generic only in the type stubs
+else:
+    _ProxyBase = Proxy
 
 _JOB_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 
@@ -61,6 +66,22 @@ def _storefront_task(name: str) -> Any:
 
         app = get_default_app()
     return app.tasks[name]
+
+
+class DeclaredTask(_ProxyBase):
+    """What ``priority_task`` returns without ``app``: the task of the app in use, resolved on use.
+
+    The declaration's own facts (``name``, ``lane_priority``, ``job_queue``)
+    are at hand without an app, so code that lists or indexes tasks at import
+    (a registry of jobs by name) builds none.
+    """
+
+    def __init__(self, name: str, priority: Priority, job_queue: str) -> None:
+        super().__init__(functools.partial(_storefront_task, name), name=name)
+        # Set on the proxy itself (Proxy keeps a __dict__): found before it forwards to the task.
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "lane_priority", priority)
+        object.__setattr__(self, "job_queue", job_queue)
 
 
 def priority_task(
@@ -123,6 +144,6 @@ def priority_task(
         if app is not None:
             return app.task(**task_options)(fun)
         shared_task(**task_options)(fun)
-        return Proxy(functools.partial(_storefront_task, task_name))
+        return DeclaredTask(task_name, prio, task_options["job_queue"])
 
     return decorate

@@ -19,12 +19,12 @@ from storefront_jobs import (
     PayloadError,
     Priority,
     create_app,
-    keys,
     load_settings,
     priority_task,
 )
 from storefront_jobs.admin.app import create_admin_app
 from storefront_jobs.admin.limits import MAX_BODY_BYTES
+from storefront_jobs.broker import keys
 from storefront_jobs.cli import main
 from storefront_jobs.cli.dlq import EXIT_ERROR, EXIT_MALFORMED
 from storefront_jobs.deadletter import Filter, ReplayRequest, replayer_for, store_for
@@ -132,10 +132,10 @@ def test_undecodable_messages_land_in_the_dlq_and_the_worker_keeps_working(
     # Then each is a DLQ entry (reason undecodable) holding the raw message, the worker is alive and
     # runs the real job, and nothing is left in the lane or held
     wait_until(lambda: redis_client.llen("test:runs") == 1, timeout_s=30)
-    wait_until(lambda: store.count(Filter(reason=FailureReason.UNDECODABLE)) == len(HOSTILE), timeout_s=10)
+    wait_until(lambda: store.count(Filter(reason=FailureReason.UNDECODABLE)) == len(HOSTILE))
     assert worker.proc.poll() is None
     assert json.loads(redis_client.lindex("test:runs", 0))["id"] == after.id
-    wait_until(lambda: lane_state(redis_client)[:2] == (0, 0), timeout_s=10)
+    wait_until(lambda: lane_state(redis_client)[:2] == (0, 0))
     records = store.page(Filter(reason=FailureReason.UNDECODABLE), None, 100).records()
     found = {(r.raw_message.source, r.last_error.type) for r in records if r.raw_message is not None}
     assert found == {(source, error) for _item, source, error in HOSTILE.values()}
@@ -188,7 +188,7 @@ def test_a_job_no_worker_knows_is_kept_as_a_replayable_dead_letter(
         "rejected", "NotRegistered", "shop.not_deployed_yet"
     )  # fmt: skip
     assert (record.payload.args, record.payload.kwargs) == (["order-7"], {"amount": 12})
-    wait_until(lambda: lane_state(redis_client)[:2] == (0, 0), timeout_s=10)
+    wait_until(lambda: lane_state(redis_client)[:2] == (0, 0))
     jobs.dlq_records_run.delay(2)
     wait_until(lambda: redis_client.llen("test:runs") == 1, timeout_s=30)
     assert worker.proc.poll() is None

@@ -12,8 +12,10 @@ from storefront_jobs.examples import analytics, schedule
 from storefront_jobs.jobs.task import PriorityTask
 
 
-def test_importing_the_examples_adds_the_periodic_entries_to_the_default_app() -> None:
-    beat_schedule = get_default_app().conf.beat_schedule
+def test_registering_adds_the_periodic_entries_to_the_app() -> None:
+    app = get_default_app()
+    schedule.register(app)
+    beat_schedule = app.conf.beat_schedule
     assert set(schedule.entry_names()) <= set(beat_schedule)
     tasks = {beat_schedule[name]["task"] for name in schedule.entry_names()}
     assert tasks == {analytics.warm_cache.name, schedule.aggregate_yesterday.name}
@@ -23,9 +25,11 @@ def test_importing_the_examples_adds_the_periodic_entries_to_the_default_app() -
 
 
 def test_registering_again_changes_nothing() -> None:
-    before = dict(get_default_app().conf.beat_schedule)
-    schedule.register()
-    assert dict(get_default_app().conf.beat_schedule) == before
+    app = get_default_app()
+    schedule.register(app)
+    before = dict(app.conf.beat_schedule)
+    schedule.register(app)
+    assert dict(app.conf.beat_schedule) == before
 
 
 def test_scheduled_jobs_are_low_priority() -> None:
