@@ -37,9 +37,9 @@ from typing import Any
 
 import redis
 
-from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import Filter
 from storefront_jobs.deadletter.store import DeadLetterStore
+from tests.support.broker import broker_idle
 
 #: Where the chaos jobs write; the tests set it to the session server.
 LEDGER_URL_VAR = "CHAOS_LEDGER_URL"
@@ -88,6 +88,19 @@ def job_started(run: str, job_id: str, *, redelivered: bool = False) -> None:
     others = [int(p) for p, j in current.items() if j.decode() == job_id and int(p) != pid]
     if any(_alive(p) for p in others):
         _ledger_client().hincrby(ledger_key(run, "concurrent"), job_id, 1)
+
+
+def wait_for_gate(gate: str, timeout_s: float = 120.0) -> None:
+    """Hold the job until the test opens ``gate`` (sets the key on the ledger's server).
+
+    A job that holds its process until told, rather than for a fixed time, keeps a worker in the
+    state a test wants to act on (all processes busy, messages held) for as long as the test needs
+    to see it. The cap only ends a job whose test failed before opening the gate.
+    """
+    client = _ledger_client()
+    deadline = time.monotonic() + timeout_s
+    while not client.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def job_finished(run: str, job_id: str) -> None:
@@ -162,16 +175,6 @@ def dlq_reasons(store: DeadLetterStore) -> dict[str, str]:
         cursor = page.next_cursor
 
 
-def broker_idle(broker: redis.Redis) -> bool:
-    """No message waits in a lane and none is held by a worker (running, reserved or counting down)."""
-    pipe = broker.pipeline(transaction=False)
-    for lane in keys.LANES.values():
-        for name in keys.lane_lists(lane):
-            pipe.llen(name)
-    pipe.hlen("unacked")
-    return sum(int(n) for n in pipe.execute()) == 0
-
-
 def accounted(ledger: Ledger, store: DeadLetterStore, ids: Iterable[str]) -> bool:
     """Every id has completed or is in the DLQ."""
     done = set(ledger.runs())
@@ -188,7 +191,7 @@ def settle(
     broker: redis.Redis,
     ids: Iterable[str],
     timeout_s: float,
-    quiet_s: float = 2.0,
+    quiet_s: float = 10.0,
 ) -> None:
     """Wait until every job is accounted for, or until nothing more can run; then :func:`account` judges.
 
@@ -196,7 +199,9 @@ def settle(
     (``unacked``: running, fetched ahead, or counting down to a retry) and no
     process is inside a job (a job that outlived its visibility timeout can run
     on after an earlier run acknowledged its message). That state must last
-    ``quiet_s``: a message being fetched is briefly in neither place.
+    ``quiet_s`` before jobs still missing are judged lost: a message handed from
+    one place to the other may briefly be in neither, and on a busy machine
+    "briefly" can be long. Only a failing scenario waits it out.
     """
     ids = list(ids)
     deadline = time.monotonic() + timeout_s

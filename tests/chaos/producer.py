@@ -1,13 +1,16 @@
 """A producer process for the chaos tests: enqueues chaos jobs and writes down what each enqueue answered.
 
 Run as ``python -m tests.chaos.producer --run RUN --prefix P --count N [--rate R] [--go-key K]
---out FILE``, with the broker and settings in the environment (``tests.support.workers.worker_env``).
+[--stop-key K] --out FILE``, with the broker and settings in the environment
+(``tests.support.workers.worker_env``).
 Each line of ``FILE`` is ``{"id": ..., "ok": true}`` for an enqueue that returned (acknowledged),
 or ``{"id": ..., "error": "<type>", "message": ...}`` for one that raised: the producer was told.
 Nothing is retried here, so every id has exactly one answer.
 
 ``--go-key`` makes the producer count itself ready (``INCR <go-key>:ready`` on the ledger) and wait
-until ``<go-key>`` exists, so several producers start racing at the same instant.
+until ``<go-key>`` exists, so several producers start racing at the same instant. ``--stop-key``
+makes it stop, between two enqueues, once that key exists on the ledger: a test that must act while
+the producer is still producing gives it a count it cannot reach and stops it when done.
 
 Tests start one with :func:`start_producer` and read its answers from the :class:`Producer`.
 """
@@ -28,7 +31,8 @@ from tests.chaos.accounting import LEDGER_URL_VAR
 from tests.support.workers import REPO_ROOT, worker_env
 
 
-def wait_for_go(client: redis.Redis, go_key: str, timeout_s: float = 60.0) -> None:
+def wait_for_go(client: redis.Redis, go_key: str, timeout_s: float = 180.0) -> None:
+    # Long: the first producer ready waits for the last one to start, on a machine that may be busy.
     client.incr(f"{go_key}:ready")
     deadline = time.monotonic() + timeout_s
     while not client.exists(go_key):
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="enqueues per second; 0: as fast as possible")
     parser.add_argument("--sleep", type=float, default=0.0, help="how long each job runs")
     parser.add_argument("--go-key")
+    parser.add_argument("--stop-key")
     parser.add_argument("--out", required=True)
     options = parser.parse_args()
 
@@ -56,6 +61,8 @@ def main() -> None:
     started = time.monotonic()
     with open(options.out, "w", encoding="utf-8") as out:
         for n in range(options.count):
+            if options.stop_key and ledger.exists(options.stop_key):
+                break
             if options.rate:
                 time.sleep(max(0.0, started + n / options.rate - time.monotonic()))
             job_id = f"{options.prefix}-{n:05d}"
@@ -106,6 +113,7 @@ def start_producer(
     rate: float = 0.0,
     sleep_s: float = 0.0,
     go_key: str | None = None,
+    stop_key: str | None = None,
     settings: dict[str, str] | None = None,
 ) -> Producer:
     out, log = tmp_path / f"producer-{prefix}.jsonl", tmp_path / f"producer-{prefix}.log"
@@ -113,6 +121,8 @@ def start_producer(
     cmd += ["--count", str(count), "--rate", str(rate), "--sleep", str(sleep_s), "--out", str(out)]
     if go_key:
         cmd += ["--go-key", go_key]
+    if stop_key:
+        cmd += ["--stop-key", stop_key]
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             cmd,

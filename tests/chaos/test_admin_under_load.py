@@ -70,11 +70,11 @@ def serve(
         except httpx.HTTPError:
             return proc.poll() is not None
 
-    wait_until(up, timeout_s=30, interval_s=0.1)
+    wait_until(up, interval_s=0.1)
     assert proc.poll() is None, log.read_text()[-3000:]
     yield url, log
     proc.terminate()
-    proc.wait(10)
+    proc.wait(30)
 
 
 def oversized(client_number: int) -> Any:
@@ -194,7 +194,7 @@ def test_tokens_never_appear_in_logs(
         httpx.get(url + "/admin/jobs/dlq/stats", headers={"Authorization": token}, timeout=10)
     jobs.noop.delay(1)
     failed = jobs.permanently_failing.delay("secret-scan")
-    wait_until(lambda: store_for(app).get(failed.id) is not None, timeout_s=30)
+    wait_until(lambda: store_for(app).get(failed.id) is not None)
     worker.stop()
     bad_config = subprocess.run(
         [sys.executable, "-m", "storefront_jobs", "serve", "--port", str(free_port())],

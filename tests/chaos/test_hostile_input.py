@@ -131,7 +131,7 @@ def test_undecodable_messages_land_in_the_dlq_and_the_worker_keeps_working(
 
     # Then each is a DLQ entry (reason undecodable) holding the raw message, the worker is alive and
     # runs the real job, and nothing is left in the lane or held
-    wait_until(lambda: redis_client.llen("test:runs") == 1, timeout_s=30)
+    wait_until(lambda: redis_client.llen("test:runs") == 1)
     wait_until(lambda: store.count(Filter(reason=FailureReason.UNDECODABLE)) == len(HOSTILE))
     assert worker.proc.poll() is None
     assert json.loads(redis_client.lindex("test:runs", 0))["id"] == after.id
@@ -181,7 +181,7 @@ def test_a_job_no_worker_knows_is_kept_as_a_replayable_dead_letter(
 
     # When the worker receives it, then it is in the DLQ (not dropped, as Celery alone would), with
     # its arguments, and the worker carries on
-    wait_until(lambda: store.get(sent.id) is not None, timeout_s=30)
+    wait_until(lambda: store.get(sent.id) is not None)
     record = store.get(sent.id)
     assert record is not None
     assert (record.reason.value, record.last_error.type, record.task) == (
@@ -190,7 +190,7 @@ def test_a_job_no_worker_knows_is_kept_as_a_replayable_dead_letter(
     assert (record.payload.args, record.payload.kwargs) == (["order-7"], {"amount": 12})
     wait_until(lambda: lane_state(redis_client)[:2] == (0, 0))
     jobs.dlq_records_run.delay(2)
-    wait_until(lambda: redis_client.llen("test:runs") == 1, timeout_s=30)
+    wait_until(lambda: redis_client.llen("test:runs") == 1)
     assert worker.proc.poll() is None
 
     # And it can be replayed once the code is out (here: to a lane no worker consumes, to look at it)

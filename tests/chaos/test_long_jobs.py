@@ -65,7 +65,7 @@ def test_a_job_longer_than_the_visibility_timeout_never_runs_twice_at_once(
         producer.wait()
     ids = [job_id for producer in producers for job_id in producer.acknowledged()]
     assert len(ids) == 2
-    settle(ledger, store, redis_client, ids, timeout_s=40)
+    settle(ledger, store, redis_client, ids, timeout_s=90)
 
     # Then it ran once, was stopped by the hard time limit and dead-lettered; the short one completed
     starts = ledger.starts()

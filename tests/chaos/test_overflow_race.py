@@ -55,7 +55,7 @@ def test_racing_producers_never_overfill_a_lane_and_every_refusal_is_counted(
         )
         for n in range(PRODUCERS)
     ]  # fmt: skip
-    wait_until(lambda: int(redis_client.get(f"{go}:ready") or 0) == PRODUCERS, timeout_s=60)
+    wait_until(lambda: int(redis_client.get(f"{go}:ready") or 0) == PRODUCERS, timeout_s=120)
 
     # When they all enqueue as fast as they can, 2,000 jobs in all, while the depth is sampled
     peak, racing = [0], threading.Event()

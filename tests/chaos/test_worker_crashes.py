@@ -21,7 +21,7 @@ import redis
 from storefront_jobs.deadletter import store_for
 from tests.chaos.accounting import Ledger, account, assert_nothing_lost, publish, settle
 from tests.integration import jobs
-from tests.support.workers import WorkerFactory, wait_until
+from tests.support.workers import WorkerFactory, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -29,17 +29,31 @@ pytestmark = pytest.mark.chaos
 SHORT_VT_S = 5
 #: kombu's restore sweep period at that timeout: application.transport_options, min(10, VT / 10), >= 1.
 SWEEP_S = 1
+#: How much later than its sweep a restore may be seen on a loaded machine (see the test that uses it).
+LATE_S = 5
 
 
-def enqueue(ledger: Ledger, prefix: str, count: int, sleep_s: float) -> list[str]:
+def enqueue(ledger: Ledger, prefix: str, count: int, sleep_s: float, gate: str | None = None) -> list[str]:
+    """``count`` chaos jobs of ``sleep_s`` each; with ``gate``, each also holds its process until the
+    test opens it (:func:`tests.chaos.accounting.wait_for_gate`)."""
     ids = [f"{prefix}-{n:05d}" for n in range(count)]
     for job_id in ids:
-        jobs.chaos_work.apply_async((ledger.run, job_id, sleep_s), task_id=job_id)
+        jobs.chaos_work.apply_async((ledger.run, job_id, sleep_s), {"gate": gate}, task_id=job_id)
     return ids
 
 
 def broker_idle_lanes(broker: redis.Redis) -> bool:
     return int(broker.llen("p2.default")) == 0
+
+
+def fetched_since(broker: redis.Redis, since: float) -> int:
+    """How many messages held now were fetched after ``since`` (the unacked index scores fetch times)."""
+    return int(broker.zcount("unacked_index", f"({since!r}", "+inf"))
+
+
+def fetch_times(broker: redis.Redis, held: dict[str, str]) -> dict[str, float]:
+    """Task id -> fetch time of each held message."""
+    return {job_id: float(broker.zscore("unacked_index", tag) or 0.0) for job_id, tag in held.items()}
 
 
 def unacked_ids(broker: redis.Redis) -> set[str]:
@@ -59,16 +73,16 @@ def unacked_tags(broker: redis.Redis) -> dict[str, str]:
 def wait_for_return(
     broker: redis.Redis, held: dict[str, str], since: float, timeout_s: float
 ) -> dict[str, float]:
-    """Seconds after ``since`` at which each held message was restored: gone from ``unacked`` (back in
-    its lane), or recorded again with a later fetch time (restored and fetched by another worker)."""
+    """Time (``time.time()``) by which each held message was seen restored: gone from ``unacked`` (back
+    in its lane), or recorded again with a fetch time after ``since`` (restored and fetched again).
+    Polled, so each time is no earlier than the restore itself."""
     back: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
     while len(back) < len(held) and time.monotonic() < deadline:
-        now = time.time()
         for job_id, tag in held.items():
             score = broker.zscore("unacked_index", tag)
             if job_id not in back and (score is None or score > since):
-                back[job_id] = round(now - since, 2)
+                back[job_id] = time.time()
         time.sleep(0.05)
     return back
 
@@ -126,16 +140,27 @@ def test_a_killed_worker_s_jobs_come_back_within_the_visibility_timeout(
     The kill lands while the worker holds its full prefetch and the lane is empty, so what comes back
     is exactly what it held; kills in the middle of fetching are the next test's.
     """
-    # Given a pool that fetches ahead (one DEFAULT lane: 2 processes x prefetch 4) and a 5 s timeout,
-    # holding the run's last 8 jobs, 1 s each: two running, six fetched ahead (all 8 fit in the timeout)
+    # Given a pool that fetches ahead (one DEFAULT lane: 2 processes x prefetch 4) holding the run's
+    # last 8 jobs: two running, six fetched ahead. Those 8 hold their processes until the test opens
+    # their gate, and this pool keeps production's visibility timeout, so its own restore sweep leaves
+    # them alone: the state lasts until the kill however slowly the test gets to it. What comes back,
+    # and when, is the doing of the next worker, which has the short timeout.
     started = time.monotonic()
     settings = {"visibility_timeout_s": str(SHORT_VT_S)}
-    first = workers.start("DEFAULT", concurrency=2, settings=settings)
-    ids = enqueue(ledger, "s2-short", 50, sleep_s=0.02) + enqueue(ledger, "s2-long", 8, sleep_s=1.0)
+    gate = ledger.key("gate")
+    long_ids = {f"s2-long-{n:05d}" for n in range(8)}
+    first = workers.start("DEFAULT", concurrency=2)
+    ids = enqueue(ledger, "s2-short", 50, sleep_s=0.02)
+    ids += enqueue(ledger, "s2-long", 8, sleep_s=0.0, gate=gate)
     store = store_for(app)
     wait_until(
-        lambda: broker_idle_lanes(redis_client) and len(unacked_ids(redis_client)) == 8 and ledger.running(),
-        timeout_s=30,
+        lambda: (
+            broker_idle_lanes(redis_client)
+            and unacked_ids(redis_client) == long_ids
+            and len(ledger.live_running()) == 2
+        ),
+        timeout_s=60,
+        interval_s=0.01,
     )
 
     # When the whole worker (main process and pool) is SIGKILLed, as a lost node would be, and the
@@ -143,13 +168,18 @@ def test_a_killed_worker_s_jobs_come_back_within_the_visibility_timeout(
     first.kill()
     killed_at = time.time()
     held = unacked_tags(redis_client)
-    wait_until(lambda: int(redis_client.info("clients")["blocked_clients"]) == 0, timeout_s=10)
+    fetched_at = fetch_times(redis_client, held)
+    redis_client.set(gate, 1)  # the runs to come need not wait
+    wait_until(lambda: int(redis_client.info("clients")["blocked_clients"]) == 0)
     ids += enqueue(ledger, "s2-after", 50, sleep_s=0.02)
     second = workers.start("DEFAULT", concurrency=2, settings=settings)
-    back_after_s = wait_for_return(redis_client, held, killed_at, timeout_s=30)
+    consuming_at = time.time()  # it answered a ping: its consumer, which runs the restore sweep, is up
+    back_at = wait_for_return(redis_client, held, killed_at, timeout_s=60)
     settle(ledger, store, redis_client, ids, timeout_s=90)
 
-    # Then every message it held came back, no later than the visibility timeout plus a sweep, and ran
+    # Then every message it held came back, not before the visibility timeout, and ran
+    due_at = {job_id: max(fetched_at[job_id] + SHORT_VT_S, consuming_at) for job_id in fetched_at}
+    late_s = {job_id: round(at - due_at[job_id], 2) for job_id, at in back_at.items()}
     outcome = account(
         "2. whole worker SIGKILLed, new worker started",
         ledger=ledger,
@@ -159,15 +189,21 @@ def test_a_killed_worker_s_jobs_come_back_within_the_visibility_timeout(
         extra={
             "visibilityTimeoutS": SHORT_VT_S,
             "heldAtKill": len(held),
-            "maxBackAfterS": max(back_after_s.values(), default=None),
+            "maxBackAfterS": max((round(at - killed_at, 2) for at in back_at.values()), default=None),
+            "maxLateS": max(late_s.values(), default=None),
         },
     )
     publish(outcome, tmp_path)
     assert_nothing_lost(outcome)
-    assert set(held) == {f"s2-long-{n:05d}" for n in range(8)}, held
-    # Held messages come back at their fetch time + VT, found by a sweep that runs every second.
-    assert set(back_after_s) == set(held), back_after_s
-    assert all(0 < after <= SHORT_VT_S + 2 * SWEEP_S + 2 for after in back_after_s.values()), back_after_s
+    assert set(held) == long_ids, held
+    assert set(back_at) == set(held), back_at
+    # A held message may be restored only once it has been held a whole visibility timeout (the sweep
+    # compares its fetch time with the clock): a strict lower bound, whatever the load.
+    assert all(back_at[j] >= fetched_at[j] + SHORT_VT_S for j in held), (fetched_at, back_at)
+    # And it is restored by the first sweep after that, once a consumer runs (every SWEEP_S). The
+    # upper bound allows two sweeps and LATE_S more: on a loaded machine the sweep waits its turn in
+    # the new worker's event loop, and this test polls every 50 ms.
+    assert all(late <= 2 * SWEEP_S + LATE_S for late in late_s.values()), late_s
     assert second.proc.poll() is None
 
 
@@ -183,20 +219,33 @@ def test_a_worker_killed_while_fetching_loses_nothing(
     # Given workers fetching as fast as they can (jobs that do nothing)
     started = time.monotonic()
     settings = {"visibility_timeout_s": str(SHORT_VT_S)}
-    ids = enqueue(ledger, "s2b", 800, sleep_s=0.0)
+    gate = ledger.key("gate")
+    ids = enqueue(ledger, "s2b", 200, sleep_s=0.0)
     store = store_for(app)
 
-    # When each is SIGKILLed while it fetches, and replaced, six times
+    # When each is SIGKILLed while it fetches, and replaced, six times. Each round first tops the lane
+    # up (an earlier worker may have drained it) and ends it with two jobs that hold their processes
+    # until the gate opens, so the new worker is sure to hold messages of its own fetching: the kill
+    # waits for the first message it fetched (most often mid-burst), not for a moment that may be over.
     held: set[str] = set()
     kills = 0
-    for _ in range(6):
-        worker = workers.start("DEFAULT", concurrency=2, settings=settings)
-        wait_until(lambda: redis_client.hlen("unacked") > 0, timeout_s=10, interval_s=0.01)
+    for round_number in range(6):
+        ids += enqueue(ledger, f"s2b-r{round_number}", 98, sleep_s=0.0)
+        ids += enqueue(ledger, f"s2b-r{round_number}-held", 2, sleep_s=0.0, gate=gate)
+        round_started = time.time()
+        worker = workers.start("DEFAULT", concurrency=2, settings=settings, wait=False)
+
+        def fetched(worker: WorkerProcess = worker, since: float = round_started) -> int:
+            assert worker.proc.poll() is None, f"worker exited:\n{worker.log_text()[-3000:]}"
+            return fetched_since(redis_client, since)
+
+        wait_until(fetched, interval_s=0.005)
         worker.kill()
         kills += 1
         held |= unacked_ids(redis_client)
+    redis_client.set(gate, 1)
     workers.start("DEFAULT", concurrency=2, settings=settings)
-    settle(ledger, store, redis_client, ids, timeout_s=60)
+    settle(ledger, store, redis_client, ids, timeout_s=90)
 
     # Then every job ran or is in the DLQ; the ones held at a kill came back with the visibility timeout
     outcome = account(
@@ -270,14 +319,16 @@ def test_warm_shutdown_finishes_running_jobs_and_gives_back_reserved_ones(
     first = workers.start("DEFAULT", concurrency=2)
     ids = enqueue(ledger, "s7", 60, sleep_s=0.5)
     store = store_for(app)
-    wait_until(lambda: ledger.completed_count() >= 4 and len(ledger.running()) == 2, timeout_s=30)
+    wait_until(lambda: ledger.completed_count() >= 4 and len(ledger.running()) == 2)
 
     # When it gets SIGTERM (a deploy, a scale-down)
     held = unacked_ids(redis_client)
     stopped_at = time.time()
     first.proc.send_signal(signal.SIGTERM)
     running = ledger.running()
-    assert first.proc.wait(30) == 0, first.log_text()[-3000:]
+    # Running jobs take 0.5 s; a busy prefork pool's warm shutdown can also wait ~30 s in billiard for
+    # its result pipe (upstream, seen with bare Celery too: tests/support/workers.py), then exits 0.
+    assert first.proc.wait(120) == 0, first.log_text()[-3000:]
 
     # Then the running jobs finished, the reserved ones went back to the lane at once (not after the
     # visibility timeout), and a new worker runs them

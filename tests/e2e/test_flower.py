@@ -31,6 +31,8 @@ from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_e
 pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "admin", "s3cret-pass"
+#: How long the browser may take to show what the API already has (Playwright's default is 5 s).
+BROWSER_WAIT_MS = 60_000
 LANES = ["p0.critical", "p1.high", "p2.default", "p3.low", "p4.bulk"]
 #: As the machine notes prescribe: no GPU, no background calls to Google's hosts (refused here).
 CHROMIUM_ARGS = [
@@ -100,7 +102,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -116,7 +118,7 @@ def _wait_serving(flower: FlowerProcess) -> None:
         except OSError:
             return False
 
-    wait_until(healthy, timeout_s=20, interval_s=0.1)
+    wait_until(healthy, interval_s=0.1)
 
 
 @pytest.fixture
@@ -225,7 +227,7 @@ def test_a_browser_sees_the_lanes_and_a_finished_job(
     # Worker events (online, heartbeats) always flow, but a job's own events
     # only once Flower's enable_events broadcast (every 5 s) reached the
     # worker; a job run before that never shows in Flower, so send it after.
-    wait_until(lambda: "Events of group {task} enabled by remote" in worker.log_text(), timeout_s=20)
+    wait_until(lambda: "Events of group {task} enabled by remote" in worker.log_text())
 
     # When a job runs
     jobs.noop.delay(1)
@@ -236,7 +238,7 @@ def test_a_browser_sees_the_lanes_and_a_finished_job(
             t["name"] == task_name and t["state"] == "SUCCESS" for t in flower.json("/api/tasks").values()
         )
 
-    wait_until(finished, timeout_s=20, interval_s=0.2)
+    wait_until(finished, interval_s=0.2)
 
     # Then a real browser, logged in with basic auth, shows the five lanes and the finished job
     with sync_playwright() as pw:
@@ -251,14 +253,14 @@ def test_a_browser_sees_the_lanes_and_a_finished_job(
             page = browser.new_page()
             page.goto(flower.url + "/broker")
             rows = page.locator("#queue-table tbody tr")
-            expect(rows).to_have_count(len(LANES))
+            expect(rows).to_have_count(len(LANES), timeout=BROWSER_WAIT_MS)
             assert [rows.nth(i).locator("td").first.inner_text() for i in range(len(LANES))] == LANES
             page.screenshot(path=str(tmp_path / "broker.png"), full_page=True)
 
             page.goto(flower.url + "/tasks")
             row = page.locator("#tasks-table tbody tr", has_text=task_name)
-            expect(row).to_have_count(1, timeout=15_000)
-            expect(row).to_contain_text("SUCCESS")
+            expect(row).to_have_count(1, timeout=BROWSER_WAIT_MS)
+            expect(row).to_contain_text("SUCCESS", timeout=BROWSER_WAIT_MS)
             page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
         finally:
             browser.close()

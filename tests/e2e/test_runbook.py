@@ -62,7 +62,7 @@ from tests.ops.test_k8s_manifests import (
     workloads,
 )
 from tests.support.settings_doc import is_setting_variable
-from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_env
+from tests.support.workers import REPO_ROOT, WorkerFactory, WorkerProcess, wait_until, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -354,7 +354,7 @@ class Platform:
     work_dir: Path
 
 
-def _seed(app: Any) -> None:
+def _seed(app: Any, worker: WorkerProcess) -> None:
     """Real failures, so that the DLQ, its metrics and the "Job moved to DLQ" log lines are all real."""
     from storefront_jobs.examples import analytics, archive, notifications, payments, reporting
     from storefront_jobs.examples.support import FLAKY_HEADER
@@ -378,9 +378,11 @@ def _seed(app: Any) -> None:
 
     def settled() -> bool:
         done = app.redis.hget(keys.DEMO_PROGRESS, "send_notification:done")
-        return store_for(app).count(Filter()) == 5 and done is not None
+        # The log line follows the record: the runbook greps it next
+        logged = sum(1 for r in worker.log_records() if r.get("message") == "Job moved to DLQ")
+        return store_for(app).count(Filter()) == 5 and logged == 5 and done is not None
 
-    wait_until(settled, timeout_s=30)
+    wait_until(settled, timeout_s=90)
 
 
 def _wait_http(url: str, log: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -391,7 +393,7 @@ def _wait_http(url: str, log: Path, proc: subprocess.Popen[bytes]) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_until(answers, timeout_s=30, interval_s=0.1)
+    wait_until(answers, interval_s=0.1)
 
 
 @pytest.fixture
@@ -415,7 +417,7 @@ def platform(
     try:
         admin_url = f"http://127.0.0.1:{port}"
         _wait_http(f"{admin_url}/q/health", log, proc)
-        _seed(app)
+        _seed(app, worker)
         work_dir = tmp_path / "work"
         work_dir.mkdir()
         env = worker_env(redis_server.url, imports=imports)
@@ -430,7 +432,7 @@ def platform(
         yield Platform(admin_url, [f"{admin_url}/q/metrics", worker.metrics_url], env, work_dir)
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(30)
 
 
 def scrape(urls: list[str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -36,7 +36,7 @@ def server(app: Any, redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[st
         env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
             if httpx.get(f"{base}/q/health", timeout=2).status_code == 200:
@@ -48,7 +48,7 @@ def server(app: Any, redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[st
         time.sleep(0.1)
     yield base
     proc.terminate()
-    proc.wait(10)
+    proc.wait(30)
 
 
 def bash(script: str, cwd: Path, base: str) -> subprocess.CompletedProcess[str]:

@@ -224,6 +224,12 @@ def ordered_high(n: int) -> None:
     _record("test:starts:order", kind="high", n=n)
 
 
+@priority_task(Priority.HIGH, queue="notifications")
+def high_marker(tag: str) -> None:
+    """A barrier: once a one-process pool ran it, it has started every job it would take before it."""
+    _record("test:markers", tag=tag)
+
+
 @priority_task(Priority.LOW, queue="cache.warming")
 def periodic_tick() -> None:
     _record("test:ticks")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from storefront_jobs.broker import keys
 from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.deadletter.record import DeadLetter
 from tests.integration import jobs
+from tests.support.broker import wait_broker_idle
 from tests.support.workers import WorkerFactory, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,9 @@ def records(app: Any) -> dict[str, DeadLetter]:
     return {r.execution_id: r for r in store_for(app).page(Filter(), None, 1000).records()}
 
 
-def test_each_final_failure_lands_in_the_dlq_exactly_once(app: Any, workers: WorkerFactory) -> None:
+def test_each_final_failure_lands_in_the_dlq_exactly_once(
+    app: Any, workers: WorkerFactory, redis_client: redis.Redis
+) -> None:
     # Given a worker on every lane
     worker = workers.start(concurrency=4)
 
@@ -48,8 +50,10 @@ def test_each_final_failure_lands_in_the_dlq_exactly_once(app: Any, workers: Wor
             "rejected": jobs.dlq_rejects.delay("rj").id,
             "time_limit": jobs.dlq_overruns.delay("tl").id,
         }
-    wait_until(lambda: len(records(app)) >= len(sent), timeout_s=40)
-    time.sleep(1.5)  # anything captured twice would show up by now
+    wait_until(lambda: len(records(app)) >= len(sent))
+    # Anything captured twice, or logged twice, is written by the worker before it exits
+    wait_broker_idle(redis_client)
+    worker.stop()
 
     # Then each is in the DLQ once, with its reason and the record of DESIGN.md
     found = records(app)
@@ -88,7 +92,7 @@ def test_each_final_failure_lands_in_the_dlq_exactly_once(app: Any, workers: Wor
 
 
 def _pid_of(client: redis.Redis, tag: str, nth: int = 0) -> int:
-    raw = wait_until(lambda: client.lindex(f"test:pids:{tag}", nth), timeout_s=20)
+    raw = wait_until(lambda: client.lindex(f"test:pids:{tag}", nth))
     return int(json.loads(raw)["pid"])
 
 
@@ -102,25 +106,33 @@ def test_a_pool_child_killed_mid_job_leaves_a_worker_lost_record(
     os.kill(_pid_of(redis_client, "k1"), signal.SIGKILL)
 
     # Then the job is in the DLQ as worker_lost, with its real arguments, and its message is gone
-    record = wait_until(lambda: store_for(app).get(result.id), timeout_s=30)
+    record = wait_until(lambda: store_for(app).get(result.id))
     assert record.reason.value == "worker_lost"
     assert record.last_error.type == "WorkerLostError"
     assert record.args == ["k1", 60.0]
     assert record.worker == worker.nodename
-    wait_until(lambda: redis_client.hlen("unacked") == 0, timeout_s=10)
+    # And it is not run again: once its message is acked (after the record) and the worker has exited
+    # (anything it would still do, done), nothing waits in the lane and it started once
+    wait_until(lambda: redis_client.hlen("unacked") == 0)
+    worker.stop()
     assert redis_client.llen(keys.lane_name(jobs.dlq_blocks.lane_priority)) == 0
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.llen("test:pids:k1") == 1
     assert len(dlq_lines(worker)) == 1
 
 
 def test_a_pool_child_killed_with_retries_left_is_retried_not_dead_lettered(
     app: Any, workers: WorkerFactory, redis_client: redis.Redis
 ) -> None:
-    workers.start("HIGH", concurrency=1)
+    worker = workers.start("HIGH", concurrency=1)
     result = jobs.dlq_blocks_then_succeeds.delay("k2", 60.0)
 
     os.kill(_pid_of(redis_client, "k2"), signal.SIGKILL)
 
-    done = json.loads(wait_until(lambda: redis_client.lindex("test:done:k2", 0), timeout_s=30))
+    done = json.loads(wait_until(lambda: redis_client.lindex("test:done:k2", 0)))
     assert done["retries"] == 1
+    # The success handlers (which drop the attempts list) run after the job's body, before the ack
+    wait_broker_idle(redis_client)
+    worker.stop()
     assert store_for(app).get(result.id) is None
     assert store_for(app).attempts(result.id) == []

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from typing import Any
 
@@ -18,6 +17,7 @@ from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.jobs.priorities import Priority
 from tests.integration import jobs
+from tests.support.broker import client_ids, wait_disconnected
 from tests.support.dlq import fill_redis, make_record
 from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_env
 
@@ -47,7 +47,7 @@ def test_a_replayed_job_runs_again_on_its_lane_as_a_new_execution(
     workers.start(concurrency=2)
     # Given a job that failed for good on a worker, and one restored into the DLQ at LOW priority
     dead = jobs.dlq_exhausts.delay({"id": "o-9"}).id
-    wait_until(lambda: store.get(dead), timeout_s=20)
+    wait_until(lambda: store.get(dead))
     restored = make_record(
         "restored-1",
         task=jobs.dlq_records_run.name,
@@ -65,15 +65,13 @@ def test_a_replayed_job_runs_again_on_its_lane_as_a_new_execution(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["replayedCount"] == 2
-    run = json.loads(wait_until(lambda: redis_client.lindex("test:runs", 0), timeout_s=20))
+    run = json.loads(wait_until(lambda: redis_client.lindex("test:runs", 0)))
     assert run["id"] != "restored-1"
     assert (run["replayOf"], run["replayCount"], run["attempt"]) == ("restored-1", 1, 1)
     assert run["lane"] == keys.lane_name(Priority.LOW)
     assert (run["n"], run["payload"], run["tenantId"]) == (5, {"a": [1]}, "t-7")
     # And the job that fails again comes back with a fresh retry budget and its lineage
-    again = wait_until(
-        lambda: store.page(Filter(task=jobs.dlq_exhausts.name), None, 5).records(), timeout_s=20
-    )
+    again = wait_until(lambda: store.page(Filter(task=jobs.dlq_exhausts.name), None, 5).records())
     [record] = again
     assert record.execution_id != dead
     assert (record.replay_of, record.replay_count) == (dead, 1)
@@ -96,10 +94,15 @@ def test_a_replay_killed_halfway_and_run_again_loses_nothing_and_sends_nothing_t
     lane = keys.lane_name(Priority.DEFAULT)
     fill_redis(redis_client, total, task=jobs.dlq_records_run.name, queue="replay.chaos")
     settings = {"queue_capacity__default": str(total * 2)}
+    store = store_for(app)
+    store.count(Filter())  # this test's own connections are open before the replay's
+    connected = client_ids(redis_client)
 
-    # When a replay of everything is SIGKILLed partway through
+    # When a replay of everything is SIGKILLed partway through. Unthrottled it takes about a second,
+    # so a kill after the first 1,000 could miss on a busy machine; at 1,000/s the other 9,000 take at
+    # least 9 s. (Each batch moves in one script, so a kill between batches or inside one is alike.)
     proc = subprocess.Popen(
-        dlq_command(redis_server.url, "replay", "--queue", "all", "--yes"),
+        dlq_command(redis_server.url, "replay", "--queue", "all", "--rate", "1000", "--yes"),
         env=worker_env(redis_server.url, **settings),
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
@@ -110,15 +113,17 @@ def test_a_replay_killed_halfway_and_run_again_loses_nothing_and_sends_nothing_t
     )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # Redis still runs what the killed process had sent; once its connections are gone, nothing more
+    # of it can change the lane or the DLQ.
+    wait_disconnected(redis_client, connected)
     sent_before = redis_client.llen(lane)
-    left = store_for(app).count(Filter())
+    left = store.count(Filter())
 
     # Then every entry is either in the lane or still in the DLQ
     assert 0 < sent_before < total, "the kill landed before or after the replay; nothing was tested"
     assert sent_before + left == total
 
     # When the replay is run again
-    time.sleep(0.1)
     done = run_dlq(redis_server.url, "replay", "--queue", "all", "--yes", **settings)
 
     # Then each entry was sent exactly once, each as its own new execution

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from storefront_jobs import Priority, get_default_app
 from storefront_jobs.deadletter import ReplayRequest, replayer_for, store_for
 from tests.integration import jobs
+from tests.support.broker import wait_broker_idle
 from tests.support.workers import WorkerFactory, wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,10 +55,11 @@ def test_a_critical_task_sent_to_bulk_is_a_bulk_job_everywhere(
 
     # Then it runs once, on BULK's table (no retry), and is dead-lettered as BULK
     wait_until(lambda: _exhausted(redis_client, sent.id), 60)
+    wait_broker_idle(redis_client)  # no retry is pending (tests/support/broker.py)
     [end] = _exhausted(redis_client, sent.id)
     assert (end["reason"], end["attempt"]) == ("no_retry", 1)
     store = store_for(get_default_app())
-    record = wait_until(lambda: store.get(sent.id), 30)
+    record = wait_until(lambda: store.get(sent.id))
     assert record.priority is Priority.BULK
     assert record.attempt_number == 1
     assert len(_starts(redis_client, "to-bulk")) == 1
@@ -66,7 +68,7 @@ def test_a_critical_task_sent_to_bulk_is_a_bulk_job_everywhere(
     def counted() -> bool:
         return _value(worker.metrics_url, "storefront_jobs_job_exhausted_total", priority="bulk") == 1
 
-    wait_until(counted, 30)
+    wait_until(counted)
     assert _value(worker.metrics_url, "storefront_jobs_job_started_total", priority="bulk") == 1
     assert _value(worker.metrics_url, "storefront_jobs_job_started_total", priority="critical") == 0
     assert _value(worker.metrics_url, "storefront_jobs_job_failed_total", priority="bulk", attempt="1") == 1
@@ -78,7 +80,7 @@ def test_a_critical_task_sent_to_bulk_is_a_bulk_job_everywhere(
         lines = [r for r in worker.log_records() if r.get("message") == "Job moved to DLQ"]
         return lines[0] if lines else None
 
-    assert wait_until(dlq_line, 30)["priority"] == "BULK"
+    assert wait_until(dlq_line)["priority"] == "BULK"
 
     # When it is replayed with nothing consuming
     worker.stop()
@@ -103,6 +105,7 @@ def test_a_low_task_sent_to_critical_retries_and_waits_as_a_critical_job(
     # Then it runs on CRITICAL's table: six runs (LOW's would be four), each retry at
     # least CRITICAL's countdown after the run before it
     wait_until(lambda: _exhausted(redis_client, sent.id), 60)
+    wait_broker_idle(redis_client)  # no retry is pending
     [end] = _exhausted(redis_client, sent.id)
     assert (end["reason"], end["attempt"]) == ("exhausted", 6)
     starts = _starts(redis_client, "to-critical")
@@ -115,7 +118,7 @@ def test_a_low_task_sent_to_critical_retries_and_waits_as_a_critical_job(
     def waits() -> float:
         return _value(worker.metrics_url, "storefront_jobs_job_wait_time_seconds_count", priority="critical")
 
-    wait_until(lambda: waits() == 6, 30)
+    wait_until(lambda: waits() == 6)
     assert _value(worker.metrics_url, "storefront_jobs_job_wait_time_seconds_count", priority="low") == 0
     buckets = {
         ls["le"]
@@ -123,5 +126,5 @@ def test_a_low_task_sent_to_critical_retries_and_waits_as_a_critical_job(
         if ls.get("priority") == "critical"
     }
     assert "1.0" in buckets
-    record = wait_until(lambda: store_for(get_default_app()).get(sent.id), 30)
+    record = wait_until(lambda: store_for(get_default_app()).get(sent.id))
     assert (record.priority, record.attempt_number) == (Priority.CRITICAL, 6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -18,12 +17,25 @@ pytestmark = pytest.mark.integration
 
 
 def consumed_lanes(app: Any, worker: WorkerProcess) -> set[str]:
-    replies = app.control.inspect([worker.nodename], timeout=1.0).active_queues() or {}
-    return {queue["name"] for queue in replies.get(worker.nodename, [])}
+    """The lanes the pool consumes, as it answers; asked again until it does (a busy pool may be late)."""
+
+    def answer() -> tuple[list[dict[str, Any]]] | None:
+        replies = app.control.inspect([worker.nodename], timeout=1.0).active_queues() or {}
+        return (replies[worker.nodename],) if worker.nodename in replies else None
+
+    [queues] = wait_until(answer)
+    return {queue["name"] for queue in queues}
 
 
 def started(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.lrange("test:starts:order", 0, -1)]
+
+
+def run_marker(client: redis.Redis, tag: str) -> None:
+    """Send a HIGH marker job and wait until it ran: the pool (one process, lanes polled in priority
+    order) has then started every CRITICAL job it would have fetched, since those were sent first."""
+    jobs.high_marker.delay(tag)
+    wait_until(lambda: tag in [json.loads(raw)["tag"] for raw in client.lrange("test:markers", 0, -1)])
 
 
 def cli(*args: str) -> str:
@@ -41,7 +53,7 @@ def test_a_paused_lane_waits_across_a_restart_and_resumes_in_priority_order(
     wait_until(lambda: "p0.critical" not in consumed_lanes(app, first))
     for n in range(3):
         jobs.urgent.delay(n)
-    time.sleep(1.5)
+    run_marker(redis_client, "paused")
     assert started(redis_client) == []
 
     # When the pool restarts
@@ -50,7 +62,8 @@ def test_a_paused_lane_waits_across_a_restart_and_resumes_in_priority_order(
 
     # Then the new pool does not consume the paused lane either
     assert consumed_lanes(app, second) == {"p1.high"}
-    time.sleep(1.5)
+    run_marker(redis_client, "restarted")
+    assert started(redis_client) == []
     assert redis_client.llen("p0.critical") == 3
     critical_row = json.loads(cli("queues", "--format", "json"))[0]
     assert (critical_row["lane"], critical_row["paused"], critical_row["waiting"]) == ("p0.critical", True, 3)
@@ -66,7 +79,7 @@ def test_a_paused_lane_waits_across_a_restart_and_resumes_in_priority_order(
     redis_client.set("test:release", 1)
 
     # Then CRITICAL still goes first: a lane consumed again keeps its place
-    wait_until(lambda: len(started(redis_client)) == 7, timeout_s=30)
+    wait_until(lambda: len(started(redis_client)) == 7)
     kinds = [s["kind"] for s in started(redis_client)]
     assert kinds == ["blocker", "critical", "critical", "critical", "high", "high", "high"]
     [lane_row] = [
@@ -85,6 +98,6 @@ def test_a_pool_that_missed_the_broadcast_catches_up(
 
     # Only the durable record changes: no broadcast reaches the pool.
     pausing.pause(redis_client, Priority.HIGH)
-    wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical"}, timeout_s=15)
+    wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical"})
     pausing.resume(redis_client, Priority.HIGH)
-    wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical", "p1.high"}, timeout_s=15)
+    wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical", "p1.high"})

@@ -30,7 +30,7 @@ def test_a_new_critical_job_overtakes_queued_bulk_jobs(
     def starts() -> list[dict[str, object]]:
         return [json.loads(raw) for raw in redis_client.lrange("test:starts:order", 0, -1)]
 
-    wait_until(lambda: any(s["kind"] == "critical" for s in starts()), 10)
+    wait_until(lambda: any(s["kind"] == "critical" for s in starts()))
     order = starts()
     critical_start = next(s for s in order if s["kind"] == "critical")
     received_at = {
@@ -43,5 +43,8 @@ def test_a_new_critical_job_overtakes_queued_bulk_jobs(
     # The pool's one fetch in flight when the CRITICAL job was pushed (prefetch is off: one at a time)
     # may have taken a BULK job that the worker only reads after `sent_at`; any second one is an inversion.
     assert len(late_fetches) <= 1, f"BULK jobs fetched after the CRITICAL job was sent: {late_fetches}"
-    assert float(critical_start["at"]) - sent_at < 0.5  # type: ignore[arg-type]
+    # And it waited for no more than the jobs already handed to the pool (one per process) to start:
+    # counted in jobs, not seconds, so a busy machine that slows everything down changes nothing.
+    waited_for = [s["n"] for s in started_before if float(s["at"]) > sent_at]  # type: ignore[arg-type]
+    assert len(waited_for) <= 2, f"BULK jobs started after the CRITICAL job was sent, before it: {waited_for}"
     assert redis_client.llen("p4.bulk") > 100, "the test proves nothing if the BULK backlog had drained"

@@ -7,6 +7,7 @@ taking a message and recording it) is proven by tests/chaos/test_worker_crashes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from storefront_jobs import create_app, load_settings
 from storefront_jobs.broker import keys
 from storefront_jobs.embedded import EmbeddedRedis
 from tests.integration import jobs
+from tests.support.workers import wait_until
 
 LANE = "p2.default"
 
@@ -82,7 +84,7 @@ def test_a_taken_message_is_already_recorded_as_unacknowledged(
         seen["record"] = redis_client.hget("unacked", message.delivery_tag)
         seen["fetched_at"] = redis_client.zscore("unacked_index", message.delivery_tag)
 
-    message = consume_one(connection, timeout_s=10, check=check)
+    message = consume_one(connection, timeout_s=30, check=check)
     assert seen["lane"] == 0
     payload, exchange, routing_key = json.loads(seen["record"])
     assert payload["headers"]["id"] == "job-1"
@@ -102,7 +104,7 @@ def test_an_acknowledged_message_leaves_no_record(
     app: Any, connection: Connection, redis_client: redis.Redis
 ) -> None:
     jobs.chaos_work.apply_async(("fetch", "job-2"), task_id="job-2")
-    message = consume_one(connection, timeout_s=10)
+    message = consume_one(connection, timeout_s=30)
     assert redis_client.hlen("unacked") == 1
     message.ack()
     assert redis_client.hlen("unacked") == 0
@@ -117,31 +119,44 @@ def test_every_push_into_a_lane_rings_its_doorbell_and_an_empty_look_silences_it
     jobs.chaos_work.apply_async(("fetch", "job-3b"), task_id="job-3b", headers={"retries": 1})
     assert redis_client.llen(keys.doorbell(LANE)) == 2
     # Taking the messages leaves the tokens; the look that finds the lane empty deletes them
-    consume_one(connection, timeout_s=10).ack()
-    consume_one(connection, timeout_s=10).ack()
-    idle = Consumer(connection, queues=[_lane_queue()], callbacks=[lambda b, m: None], accept=["json"])
-    with pytest.raises(TimeoutError), idle:
-        connection.drain_events(timeout=1.0)
-    assert redis_client.exists(keys.doorbell(LANE)) == 0
+    consume_one(connection, timeout_s=30).ack()
+    consume_one(connection, timeout_s=30).ack()
+    delivered: list[Message] = []
+    idle = Consumer(
+        connection, queues=[_lane_queue()], callbacks=[lambda b, m: delivered.append(m)], accept=["json"]
+    )
+
+    def silenced() -> bool:
+        with contextlib.suppress(TimeoutError):
+            connection.drain_events(timeout=0.5)
+        return not redis_client.exists(keys.doorbell(LANE))
+
+    with idle:
+        wait_until(silenced, interval_s=0)
+    assert delivered == []
 
 
 def test_an_idle_consumer_is_woken_by_a_push_not_by_its_timeout(
     app: Any, connection: Connection, redis_client: redis.Redis
 ) -> None:
     # Given a consumer blocked on its doorbells, with a 30 s timeout before it would look on its own
-    def publish_later() -> None:
-        time.sleep(1.5)
+    blocked_before = int(redis_client.info("clients")["blocked_clients"])
+    published_at: list[float] = []
+
+    def publish_once_blocked() -> None:
+        wait_until(lambda: int(redis_client.info("clients")["blocked_clients"]) > blocked_before)
+        published_at.append(time.monotonic())
         jobs.chaos_work.apply_async(("fetch", "job-4"), task_id="job-4")
 
-    publisher = threading.Thread(target=publish_later)
-    started = time.monotonic()
+    publisher = threading.Thread(target=publish_once_blocked)
     publisher.start()
-    # When a job is enqueued while it waits, then it takes the job long before the timeout
-    message = consume_one(connection, timeout_s=25)
-    waited_s = time.monotonic() - started
+    # When a job is enqueued while it waits, then it takes the job long before the timeout: at once,
+    # however busy the machine; woken by its timeout, it would have waited about 30 s
+    message = consume_one(connection, timeout_s=60)
+    taken_at = time.monotonic()
     publisher.join()
     assert message.headers["id"] == "job-4"
-    assert waited_s < 15, waited_s
+    assert taken_at - published_at[0] < 15, taken_at - published_at[0]
 
 
 def test_a_message_pushed_without_a_doorbell_is_still_taken(
@@ -156,7 +171,7 @@ def test_a_message_pushed_without_a_doorbell_is_still_taken(
     assert redis_client.exists(keys.doorbell(LANE)) == 0
     consumer = create_app(load_settings(broker_url=redis_server.url), main="default-timeout")
     with consumer.connection_for_read() as conn:
-        message = consume_one(conn, timeout_s=10)
+        message = consume_one(conn, timeout_s=30)
     assert message.headers["id"] == "job-5"
 
 
@@ -175,7 +190,7 @@ def test_a_consumer_without_acknowledgements_leaves_no_record(
         no_ack=True,
     )
     with consumer:
-        connection.drain_events(timeout=10)
+        connection.drain_events(timeout=30)
     assert got[0].headers["id"] == "job-6"
     held = (redis_client.llen(LANE), redis_client.hlen("unacked"), redis_client.zcard("unacked_index"))
     assert held == (0, 0, 0)
@@ -185,10 +200,10 @@ def test_a_restarted_redis_that_forgot_the_script_is_sent_it_again(
     app: Any, connection: Connection, redis_client: redis.Redis
 ) -> None:
     jobs.chaos_work.apply_async(("fetch", "job-7"), task_id="job-7")
-    consume_one(connection, timeout_s=10).ack()
+    consume_one(connection, timeout_s=30).ack()
     redis_client.script_flush()  # what a restart does to the script cache
     jobs.chaos_work.apply_async(("fetch", "job-8"), task_id="job-8")
-    message = consume_one(connection, timeout_s=10)
+    message = consume_one(connection, timeout_s=30)
     assert message.headers["id"] == "job-8"
     assert redis_client.hexists("unacked", message.delivery_tag)
 

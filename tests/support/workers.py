@@ -1,8 +1,14 @@
-"""Real worker processes for tests: started as `storefront-jobs worker`, stopped or killed at will."""
+"""Real worker processes for tests: started as `storefront-jobs worker`, stopped or killed at will.
+
+Deadlines here are long on purpose. CI runs the suite on two shared cores, sometimes with both busy;
+a deadline only costs time when a test is failing anyway, so it is set for the slowest machine, and
+what a test proves is the condition it waits for, never how fast it came true.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -19,6 +25,10 @@ from storefront_jobs.embedded import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_JOBS_MODULE = "tests.integration.jobs"
+#: Default deadline of :func:`wait_until`: seconds a loaded CI machine may need for a worker to act.
+WAIT_S = 60.0
+#: How long a worker may take to start and answer a ping (imports and pool forks on busy cores).
+READY_S = 90.0
 
 
 def worker_env(broker_url: str, **settings: str) -> dict[str, str]:
@@ -153,16 +163,18 @@ class WorkerFactory:
             self.wait_ready(worker)
         return worker
 
-    def wait_ready(self, worker: WorkerProcess, timeout_s: float = 30.0) -> None:
+    def wait_ready(self, worker: WorkerProcess, timeout_s: float = READY_S) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if worker.proc.poll() is not None:
                 raise RuntimeError(
                     f"worker exited with {worker.proc.returncode}:\n{worker.log_text()[-4000:]}"
                 )
-            if self._ping(destination=[worker.nodename], timeout=0.5):
+            # One destination: the call returns as soon as it answers; a late answer just means another try.
+            if self._ping(destination=[worker.nodename], timeout=1.0):
                 return
-        raise RuntimeError(f"worker {worker.nodename} did not answer a ping:\n{worker.log_text()[-4000:]}")
+        log = worker.log_text()[-4000:]
+        raise RuntimeError(f"worker {worker.nodename} did not answer a ping within {timeout_s} s:\n{log}")
 
     def stop_all(self) -> None:
         # Teardown only: a busy prefork pool's warm shutdown can wait ~30 s in
@@ -172,16 +184,34 @@ class WorkerFactory:
             worker.stop(timeout_s=8)
 
 
-def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with its last value."""
+def wait_until(predicate: Any, timeout_s: float = WAIT_S, interval_s: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Wait only for a condition that must become true and stay true long enough to be seen (a record
+    written, a count reached, a process gone), never for one that may already be over. On timeout,
+    fails naming the condition (its source line) and its last value.
+    """
     deadline = time.monotonic() + timeout_s
     value = predicate()
     while not value:
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s} s (last value: {value!r})")
+            raise AssertionError(
+                f"condition not met within {timeout_s} s: {_describe(predicate)} (last value: {value!r})"
+            )
         time.sleep(interval_s)
         value = predicate()
     return value
+
+
+def _describe(predicate: Any) -> str:
+    """The source of a lambda, or the name of a function: what a failed wait was waiting for."""
+    name = getattr(predicate, "__qualname__", repr(predicate))
+    if "<lambda>" not in name:
+        return name
+    try:
+        return " ".join(inspect.getsource(predicate).split())[:300]
+    except (OSError, TypeError):
+        return name
 
 
 def iter_json_lines(text: str) -> Iterator[dict[str, Any]]:

@@ -126,24 +126,40 @@ def test_the_sender_counts_sent_and_refused_jobs() -> None:
 
 
 def test_the_runner_keeps_its_rate_and_survives_send_errors() -> None:
+    # Given a runner at 50 jobs/s whose first send fails
+    rate_per_s, wanted = 50, 20
     sent: list[float] = []
-    failed_once = threading.Event()
+    failed_once, enough = threading.Event(), threading.Event()
 
     def send(request: JobRequest) -> None:
         if not failed_once.is_set():
             failed_once.set()
             raise ConnectionError("broker hiccup")
         sent.append(time.monotonic())
+        if len(sent) >= wanted:
+            enough.set()
 
-    runner = WorkloadRunner(iter(lambda: JobRequest("x", {}, "t"), None), send, rate_per_s=50)
+    runner = WorkloadRunner(iter(lambda: JobRequest("x", {}, "t"), None), send, rate_per_s=rate_per_s)
+
+    # When it has sent 20 more (however long a loaded machine takes)
+    before = time.monotonic()
     runner.start()
-    time.sleep(0.5)
+    assert enough.wait(60), f"only {len(sent)} sends in 60 s"
     runner.stop()
 
+    # Then it stopped, counted the failure and went on sending
     assert not runner.is_alive()
     assert runner.errors == 1
     assert runner.last_error == "ConnectionError: broker hiccup"
-    assert 15 <= len(sent) <= 30  # about 0.5 s x 50/s, minus the failed one
+    # And never faster than its rate: the k-th send after the failed one (the 0th) comes no earlier
+    # than k intervals after the start. A lower bound only, since a busy machine may make any send
+    # late; 1 ms allows for the rounding of clock readings.
+    early = [
+        (k, round(at - before, 4))
+        for k, at in enumerate(sent, start=1)
+        if at - before < k / rate_per_s - 0.001
+    ]
+    assert not early, f"sends ahead of the {rate_per_s}/s schedule (k, seconds after start): {early}"
 
 
 def test_the_runner_refuses_a_rate_of_zero() -> None:
