@@ -32,7 +32,7 @@ from storefront_jobs.broker.keys import LANES, lane_name, priority_of_lane
 from storefront_jobs.errors import ConfigurationError, EnqueueError, PayloadError
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.context import JobContext, job_context
-from storefront_jobs.jobs.failures import JobFailure, is_retryable
+from storefront_jobs.jobs.failures import JobFailure, build_failure, is_retryable
 from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s, task_policies
 
@@ -176,6 +176,22 @@ class PriorityTask(_TaskBase):
             raise PayloadError(
                 f"cannot enqueue {self.name}: arguments are not JSON-serializable: {exc}"
             ) from exc
+
+    def final_failure(
+        self, job: JobContext, exception: BaseException, *, args: Any, kwargs: Any, einfo: Any, now_s: float
+    ) -> JobFailure:
+        """The final failure of the delivery ``job``, classified by the policy of the job's own lane."""
+        return build_failure(
+            job,
+            exception,
+            policy=self.policy_for(job.priority),
+            retry_on=self.retry_on,
+            non_retryable=self.non_retryable,
+            args=args,
+            kwargs=kwargs,
+            traceback=getattr(einfo, "traceback", None),
+            now_s=now_s,
+        )
 
     def on_exhausted(self, failure: JobFailure) -> None:
         """Hook: the job failed for good. Runs in the worker, once per final failure."""

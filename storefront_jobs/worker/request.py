@@ -31,7 +31,6 @@ from storefront_jobs.broker.accessors import raised_error, request_pushed
 from storefront_jobs.deadletter.binding import store_for
 from storefront_jobs.deadletter.capture import capture
 from storefront_jobs.jobs.context import job_context
-from storefront_jobs.jobs.failures import build_failure
 from storefront_jobs.jobs.task import PriorityTask
 
 
@@ -68,16 +67,8 @@ class CapturingRequest(Request):
                     resent_on_loss=resends_on_loss(task),
                 )
                 if final:
-                    failure = build_failure(
-                        job,
-                        exc,
-                        policy=task.policy_for(job.priority),
-                        retry_on=task.retry_on,
-                        non_retryable=task.non_retryable,
-                        args=self.args,
-                        kwargs=self.kwargs,
-                        traceback=getattr(exc_info, "traceback", None),
-                        now_s=time.time(),
+                    failure = task.final_failure(
+                        job, exc, args=self.args, kwargs=self.kwargs, einfo=exc_info, now_s=time.time()
                     )
                     capture(store_for(task.app), failure)
             return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)

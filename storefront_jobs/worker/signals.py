@@ -28,7 +28,6 @@ from celery.utils.dispatch import Signal
 
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.context import JobContext, job_context
-from storefront_jobs.jobs.failures import build_failure
 from storefront_jobs.jobs.task import PriorityTask
 from storefront_jobs.jobs.tenancy import current_tenant
 from storefront_jobs.logs import configure_logging
@@ -131,16 +130,8 @@ def on_task_failure(
     job = job_of(sender)
     chain.emit("job_failed", sender, job, exception, einfo)
     if job is not None:
-        failure = build_failure(
-            job,
-            exception,
-            policy=sender.policy_for(job.priority),
-            retry_on=sender.retry_on,
-            non_retryable=sender.non_retryable,
-            args=args,
-            kwargs=kwargs,
-            traceback=getattr(einfo, "traceback", None),
-            now_s=time.time(),
+        failure = sender.final_failure(
+            job, exception, args=args, kwargs=kwargs, einfo=einfo, now_s=time.time()
         )
         chain.emit("job_exhausted", sender, failure, exception, einfo)
 
