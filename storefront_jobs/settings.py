@@ -40,6 +40,7 @@ from pydantic_settings import (
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy
+from storefront_jobs.scopes import check_scopes
 
 ENV_PREFIX = "STOREFRONT_JOBS_"
 CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG_FILE"
@@ -155,6 +156,11 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     #: Flower's basic-auth users, ``user:password[,user2:password2]``.
     flower_basic_auth: SecretStr | None = None
+    #: Flower user -> DLQ scopes of its "Dead letters" pages, as a JSON object. Empty: every
+    #: user of Flower has every scope; otherwise a user not named here has none.
+    flower_user_scopes: dict[str, list[str]] = {}
+    #: Ask for Flower's login on ``/metrics`` and ``/healthcheck`` too (Flower leaves them open).
+    flower_protect_monitoring: bool = False
 
     @field_validator("imports", mode="before")
     @classmethod
@@ -184,6 +190,11 @@ class Settings(BaseSettings):
             if len(token) < 8:
                 raise ValueError("every admin token must be at least 8 characters long")
         return value
+
+    @field_validator("flower_user_scopes")
+    @classmethod
+    def _check_flower_scopes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {user: check_scopes(scopes) for user, scopes in value.items()}
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -20,11 +20,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from storefront_jobs.admin.problems import ProblemError
 from storefront_jobs.deadletter.audit import token_actor
+from storefront_jobs.scopes import DLQ_DELETE, DLQ_READ, DLQ_REPLAY, SCOPES
 
-DLQ_READ = "dlq:read"
-DLQ_REPLAY = "dlq:replay"
-DLQ_DELETE = "dlq:delete"
-SCOPES = (DLQ_READ, DLQ_REPLAY, DLQ_DELETE)
+__all__ = ["DLQ_DELETE", "DLQ_READ", "DLQ_REPLAY", "SCOPES", "Principal", "TokenTable", "requires"]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from STOREFRONT_JOBS_ADMIN_TOKENS")
 

@@ -1,6 +1,7 @@
 """Every private or undocumented name of kombu, Celery and billiard that storefront-jobs relies on.
 
-(And the few of redis-py, below kombu's poll loop, and of tornado, under Flower's options.)
+(And the few of redis-py, below kombu's poll loop, of tornado, under Flower's options, and of
+Flower itself, which has no plug-in interface for the Dead letters section.)
 
 kombu's Redis transport has no extension API: the reliable fetch, the
 capacity check inside the publish and the doorbells are overrides of its
@@ -80,6 +81,8 @@ _REQUEST_PY = "storefront_jobs/worker/request.py"
 _UNDECODABLE = "storefront_jobs/deadletter/undecodable.py"
 _PAUSING = "storefront_jobs/worker/pausing.py"
 _MESSAGES = "storefront_jobs/deadletter/messages.py"
+_FLOWER_SERVER = "storefront_jobs/flower/server.py"
+_FLOWER_VIEWS = "storefront_jobs/flower/views.py"
 _KEPT = "overridden: what Celery would drop is kept in the DLQ first"
 
 
@@ -205,4 +208,25 @@ REGISTRY: tuple[Internal, ...] = (
     # --- other libraries ---------------------------------------------------------------------------
     _attribute("tornado.options:OptionParser", "_options", "storefront_jobs/cli/flower.py",
                "Flower's option names and types, to refuse an option Flower would drop"),
+    # --- Flower: its command's steps, run again to add the Dead letters section (flower/server.py) -
+    *(_attribute("flower.command", step, _FLOWER_SERVER, "a step of `celery flower`, run as it runs it")
+      for step in ("apply_env_options", "apply_options", "extract_settings", "setup_logging",
+                   "print_banner")),
+    _attribute("flower.urls", "settings", _FLOWER_SERVER,
+               "the Tornado settings Flower starts with (template_path, login_url, xsrf_cookies)"),
+    _method("flower.app:Flower", "__init__", "(self, options, capp, events, io_loop, **kwargs)",
+            _FLOWER_SERVER, "built with the app and Flower's settings plus our template_loader"),
+    _method("flower.app:Flower", "start_http_server", "(self)", _FLOWER_SERVER, "binds Flower's port"),
+    _method("flower.app:Flower", "start", "(self)", _FLOWER_SERVER, "runs Flower's event loop"),
+    _method("flower.app:Flower", "stop", "(self)", _FLOWER_SERVER, "stops it at exit"),
+    _method("flower.views:BaseHandler", "check_xsrf_cookie", "(self)", _FLOWER_VIEWS,
+            "overridden: Tornado's token is checked even where Flower skips it (basic auth)"),
+    _method("flower.views:BaseHandler", "get_current_user", "(self)", _FLOWER_VIEWS,
+            "Flower's login; True for basic auth (the user is read from the header), else the e-mail"),
+    _method("flower.views:BaseHandler", "render", "(self, *args, **kwargs)", _FLOWER_VIEWS,
+            "adds Flower's template functions; ours must not reuse their names"),
+    _method("flower.views.monitor:Metrics", "get", "(self)", _FLOWER_SERVER,
+            "wrapped behind the login by FLOWER_PROTECT_MONITORING"),
+    _method("flower.views.monitor:Healthcheck", "get", "(self)", _FLOWER_SERVER,
+            "wrapped behind the login by FLOWER_PROTECT_MONITORING"),
 )  # fmt: skip

@@ -14,11 +14,13 @@ Lifecycle of a start:
    a source: refuse too, since one of the two is a mistake.
 2. Build Flower's arguments (:func:`flower_argv`): port, address,
    credentials, and a purge of offline workers unless the caller chose one.
-3. Run Flower's own click command through ``app.start``. The credentials go
-   on that in-process argv only, never on a command line that ``ps`` shows.
+3. Run Flower with the Dead letters section (:mod:`storefront_jobs.flower.server`).
+   The credentials go on that in-process argv only, never on a command line
+   that ``ps`` shows.
 
-Flower leaves ``/metrics`` and ``/healthcheck`` open even with basic auth;
-docs/flower.md says how a deployment guards them.
+Flower leaves ``/metrics`` and ``/healthcheck`` open even with basic auth:
+the command says so at start-up unless ``FLOWER_PROTECT_MONITORING`` puts
+them behind the login (docs/flower.md).
 """
 
 from __future__ import annotations
@@ -109,16 +111,22 @@ def _warn_no_auth(address: str, port: int) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: FLOWER_PORT, 5555).")
-@click.option("--address", help="Address to listen on (default: FLOWER_ADDRESS, 127.0.0.1).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on (default: STOREFRONT_JOBS_FLOWER_PORT, 5555).",
+)
+@click.option("--address", help="Address to listen on (default: STOREFRONT_JOBS_FLOWER_ADDRESS, 127.0.0.1).")
 @click.option(
     "--no-auth", is_flag=True, help="Start without authentication (refused otherwise); prints a warning."
 )
 @click.pass_context
 def flower(ctx: click.Context, port: int | None, address: str | None, no_auth: bool) -> None:
-    """Run Flower for this app, with basic auth from FLOWER_BASIC_AUTH.
+    """Run Flower for this app, with its Dead letters section.
 
-    Other options go to Flower as --name=value, e.g. --max_tasks=50000.
+    Basic auth comes from STOREFRONT_JOBS_FLOWER_BASIC_AUTH; who may replay or
+    delete dead letters from STOREFRONT_JOBS_FLOWER_USER_SCOPES. Other options
+    go to Flower as --name=value, e.g. --max_tasks=50000.
     """
     from storefront_jobs.application import get_default_app  # noqa: PLC0415 - builds the app from env
 
@@ -137,9 +145,18 @@ def flower(ctx: click.Context, port: int | None, address: str | None, no_auth: b
     address = address or settings.flower_address
     if no_auth:
         _warn_no_auth(address, port)
+    if not settings.flower_protect_monitoring:
+        click.echo(
+            "storefront-jobs: note: Flower serves /metrics and /healthcheck without credentials; "
+            f"set {ENV_PREFIX}FLOWER_PROTECT_MONITORING=true to put them behind the login",
+            err=True,
+        )
+    from storefront_jobs.flower.server import serve  # noqa: PLC0415 - imports Flower and tornado
+
     app = get_default_app()
     try:
-        app.start(flower_argv(settings, port=port, address=address, extra=extra))
+        argv = flower_argv(settings, port=port, address=address, extra=extra)[1:]
+        serve(app, argv, protect_monitoring=settings.flower_protect_monitoring)
     except OSError as exc:
         # Binding is the one OSError Flower lets out (broker errors it retries
         # and logs itself); say which setting to change instead of a traceback.

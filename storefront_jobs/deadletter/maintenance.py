@@ -86,16 +86,20 @@ def _delete_listed(store: DeadLetterStore, path: Path, op: str, progress: Progre
     return deleted
 
 
-def _delete_matching(store: DeadLetterStore, flt: Filter, op: str, progress: Progress | None) -> int:
+def _delete_matching(
+    store: DeadLetterStore, flt: Filter, op: str, progress: Progress | None, limit: int | None = None
+) -> int:
     deleted = 0
-    while True:
-        ids = store.ids(flt, _DELETE_BATCH)
+    while limit is None or deleted < limit:
+        batch = _DELETE_BATCH if limit is None else min(_DELETE_BATCH, limit - deleted)
+        ids = store.ids(flt, batch)
         n = store.delete(ids, op)
         deleted += n
         if progress is not None:
             progress(n)
         if not ids or n == 0:
-            return deleted
+            break
+    return deleted
 
 
 def purge(
@@ -106,9 +110,17 @@ def purge(
     source: str,
     backup: Path | None = None,
     progress: Progress | None = None,
+    limit: int | None = None,
 ) -> PurgeReport:
-    """Delete the matching entries, after backing them up to ``backup`` if given."""
+    """Delete the matching entries, after backing them up to ``backup`` if given.
+
+    ``limit`` caps the deletion at the count an operator confirmed: entries
+    that fail while the purge runs are not deleted unseen (no backup then).
+    """
+    if limit is not None and backup is not None:
+        raise ValueError("purge takes a backup or a limit, not both")
     described = flt.describe() | ({"backup": str(backup)} if backup else {})
+    described |= {"limit": limit} if limit is not None else {}
     store.trim()  # entries past the retention go as "expire", not as part of this purge
     op = store.audit.begin("purge", actor, source, described)
     status = "failed"
@@ -118,11 +130,27 @@ def purge(
             deleted = _delete_listed(store, backup, op, progress)
         else:
             backed_up = None
-            deleted = _delete_matching(store, flt, op, progress)
+            deleted = _delete_matching(store, flt, op, progress, limit)
         status = "done"
     finally:
         store.audit.finish(op, status)
     return PurgeReport(op, deleted, backed_up)
+
+
+def delete_entries(
+    store: DeadLetterStore, execution_ids: Iterable[str], *, actor: str, source: str
+) -> PurgeReport:
+    """Delete the entries with these execution ids (an audited purge by id); missing ids are skipped."""
+    ids = list(dict.fromkeys(execution_ids))
+    op = store.audit.begin("purge", actor, source, {"ids": ids[:20], "idCount": len(ids)})
+    status, deleted = "failed", 0
+    try:
+        for batch in _batched(ids, _DELETE_BATCH):
+            deleted += store.delete(batch, op)
+        status = "done"
+    finally:
+        store.audit.finish(op, status)
+    return PurgeReport(op, deleted, None)
 
 
 def import_file(

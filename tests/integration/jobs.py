@@ -59,6 +59,15 @@ def failing_bulk(tag: str) -> None:
     raise RuntimeError("archive bucket missing")
 
 
+@priority_task(Priority.BULK, queue="warehouse.export")
+def fails_until_fixed(tag: str, note: str = "") -> None:
+    """Fails while ``test:fixed:<tag>`` is unset: a dead letter whose cause an operator can fix."""
+    _record(f"test:starts:{tag}", note=note)
+    if not _redis().exists(f"test:fixed:{tag}"):
+        raise RuntimeError("warehouse API refused the export")
+    _record(f"test:done:{tag}", note=note)
+
+
 @priority_task(Priority.DEFAULT, queue="reporting.export")
 def permanently_failing(tag: str) -> None:
     _record(f"test:starts:{tag}")
