@@ -15,6 +15,11 @@ from fractions import Fraction
 
 from storefront_jobs.jobs.priorities import Priority
 
+#: The fewest replicas a pool with a latency target is planned with, unless told otherwise: the
+#: HPA overlays' minReplicas. A lane with nothing waiting still needs a worker ready to meet
+#: its target when the next job comes (KEDA can scale to zero: plan with a minimum of 0 there).
+DEFAULT_MIN_REPLICAS = 1
+
 #: The runbook's "scale up" depths per lane.
 SCALE_UP_DEPTH: dict[Priority, int] = {
     Priority.CRITICAL: 100,
@@ -46,7 +51,26 @@ class LanePlan:
     depth: int
     jobs_per_worker_per_minute: float | None
     current_replicas: int
-    recommended_replicas: int | None
+    #: What the runbook's formula gives (None: best effort, or throughput unknown).
+    formula_replicas: int | None
+    min_replicas: int = DEFAULT_MIN_REPLICAS
+
+    @property
+    def recommended_replicas(self) -> int | None:
+        """The formula's answer, never below the pool's minimum."""
+        if self.formula_replicas is None:
+            return None
+        return max(self.formula_replicas, self.min_replicas)
+
+    @property
+    def note(self) -> str:
+        """Why the recommendation differs from the formula, if it does."""
+        if self.formula_replicas is not None and self.formula_replicas < self.min_replicas:
+            return (
+                f"the formula gives {self.formula_replicas}; kept at the pool minimum of "
+                f"{self.min_replicas} (--min-replicas) so a new job meets its target"
+            )
+        return ""
 
     @property
     def threshold(self) -> int:
@@ -64,14 +88,18 @@ class LanePlan:
 
 
 def plan_lane(
-    priority: Priority, depth: int, jobs_per_worker_per_minute: float | None, current_replicas: int
+    priority: Priority,
+    depth: int,
+    jobs_per_worker_per_minute: float | None,
+    current_replicas: int,
+    min_replicas: int = DEFAULT_MIN_REPLICAS,
 ) -> LanePlan:
-    recommended = (
+    formula = (
         recommended_replicas(depth, jobs_per_worker_per_minute, priority.target_latency_s)
         if jobs_per_worker_per_minute
         else None
     )
-    return LanePlan(priority, depth, jobs_per_worker_per_minute, current_replicas, recommended)
+    return LanePlan(priority, depth, jobs_per_worker_per_minute, current_replicas, formula, min_replicas)
 
 
 def throughput_per_worker_per_minute(

@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from storefront_jobs.cli import broker
 from storefront_jobs.cli import dlq_args as args
 from storefront_jobs.cli import dlq_output as out
 from storefront_jobs.deadletter import (
@@ -42,6 +43,7 @@ from storefront_jobs.deadletter.store import DeadLetterStore, iter_json
 from storefront_jobs.errors import StorefrontJobsError
 from storefront_jobs.jobs.priorities import Priority
 
+BROKER_META = "storefront_jobs.broker"
 EXIT_OK = 0
 EXIT_NOT_CONFIRMED = args.EXIT_NOT_CONFIRMED
 EXIT_ERROR = 2
@@ -74,7 +76,15 @@ def _app(ctx: click.Context) -> Any:
     app = getattr(ctx.find_root().obj, "app", None)
     from storefront_jobs.application import StorefrontCelery, get_default_app  # noqa: PLC0415
 
-    return app if isinstance(app, StorefrontCelery) else get_default_app()
+    app = app if isinstance(app, StorefrontCelery) else get_default_app()
+    if BROKER_META not in ctx.meta:
+        ctx.meta[BROKER_META] = broker.announce(app)
+    return app
+
+
+def _broker(ctx: click.Context) -> str:
+    """The broker's label, for table titles (after _app announced it)."""
+    return str(ctx.meta.get(BROKER_META, ""))
 
 
 def _store(ctx: click.Context) -> DeadLetterStore:
@@ -96,7 +106,7 @@ def list_(ctx: click.Context, /, limit: int, cursor: str | None, fmt: str, **kw:
     """One page of entries, newest first."""
     page = _store(ctx).page(args.parse_filter(kw), cursor, limit)
     if fmt == "table":
-        out.stdout().print(out.records_table(page.records()))
+        out.stdout().print(out.records_table(page.records(), title=f"DLQ on {_broker(ctx)}"))
     elif fmt == "json":
         out.emit_json([r.model_dump(by_alias=True, mode="json") for r in page.records()])
     else:
@@ -190,11 +200,11 @@ def replay(
         for execution_id, why in refused.items():
             out.note(f"not replayable: {execution_id}: {why}")
         if dry_run or count == 0:
-            out.show_preview(count, sample, fmt, dry_run)
+            out.show_preview(count, sample, fmt, dry_run, target)
             if count == 0 and execution_ids:
                 sys.exit(EXIT_ERROR if refused else EXIT_NOT_FOUND)
             return
-        args.confirm(f"Replay {count} DLQ entr{'y' if count == 1 else 'ies'}?", yes)
+        args.confirm(f"Replay {out.entries(count)} of the DLQ?", yes)
         with out.progress_bar("replaying", count) as advance:
             report = replayer.replay(request, actor=cli_actor(), source="cli", progress=advance)
     out.show_report(report.to_dict(), fmt)
@@ -221,7 +231,7 @@ def purge(ctx: click.Context, /, backup: Path | None, dry_run: bool, yes: bool, 
     if dry_run:
         out.show_report({"dryRun": True, "count": count}, fmt)
         return
-    args.confirm(f"Delete {count} DLQ entr{'y' if count == 1 else 'ies'}?", yes)
+    args.confirm(f"Delete {out.entries(count)} of the DLQ?", yes)
     with out.progress_bar("deleting", count) as advance:
         report = maintenance.purge(
             store, flt, actor=cli_actor(), source="cli", backup=backup, progress=advance
@@ -251,7 +261,9 @@ def stats(ctx: click.Context, fmt: str) -> None:
     if fmt == "table":
         console = out.stdout()
         head = {k: v for k, v in data.items() if k not in ("byField", "counters")}
-        console.print(out.mapping_table("DLQ", head | {"counters": data["counters"]}))
+        for bound in ("oldestFailedAt", "newestFailedAt"):
+            head[bound] = out.when(head[bound]) + (" UTC" if head[bound] is not None else "")
+        console.print(out.mapping_table(f"DLQ on {_broker(ctx)}", head | {"counters": data["counters"]}))
         for field, counts in data["byField"].items():
             if counts:
                 top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:20])

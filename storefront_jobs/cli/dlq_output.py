@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from storefront_jobs.broker.keys import lane_name
 from storefront_jobs.deadletter.record import DeadLetter
+from storefront_jobs.jobs.priorities import Priority
 
 FORMATS = ("table", "json", "jsonl")
 
@@ -30,14 +32,32 @@ def short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+#: Width of a table written to a pipe or a file: as wide as its values, never cut at 80 columns.
+UNBOUNDED_WIDTH = 100_000
+
+
 def stdout() -> Console:
-    return Console(soft_wrap=False)
+    """Tables for a terminal fit it; for a pipe or a file they keep every value whole."""
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=UNBOUNDED_WIDTH)
+    return console
 
 
-def records_table(records: Sequence[DeadLetter]) -> Table:
-    table = Table(show_lines=False)
+def entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def records_table(
+    records: Sequence[DeadLetter], *, title: str | None = None, target: Priority | None = None
+) -> Table:
+    """One row per entry; ``target`` adds the lane a replay would send each to."""
+    table = Table(show_lines=False, title=title)
+    # An execution id is copied into the next command: never wrapped over two lines.
+    table.add_column(
+        "executionId", no_wrap=True, min_width=max((len(r.execution_id) for r in records), default=11)
+    )
     for column in (
-        "executionId",
         "failedAt (UTC)",
         "priority",
         "queue",
@@ -48,6 +68,8 @@ def records_table(records: Sequence[DeadLetter]) -> Table:
         "tenant",
     ):
         table.add_column(column, overflow="fold")
+    if target is not None:
+        table.add_column("replays to", no_wrap=True)
     for r in records:
         table.add_row(
             r.execution_id,
@@ -59,6 +81,7 @@ def records_table(records: Sequence[DeadLetter]) -> Table:
             r.reason.value,
             short(f"{r.last_error.type}: {r.last_error.message}"),
             r.tenant_id or "-",
+            *([lane_name(target)] if target is not None else []),
         )
     return table
 
@@ -123,13 +146,25 @@ def audit_table(entries: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def show_preview(count: int, sample: list[Any], fmt: str, dry_run: bool) -> None:
+def show_preview(
+    count: int, sample: list[DeadLetter], fmt: str, dry_run: bool, target: Priority | None = None
+) -> None:
+    """How many would be replayed, and a sample of them (never more rows than that count)."""
+    sample = sample[:count]
+    where = f" to {lane_name(target)}" if target is not None else ""
     if fmt == "table":
-        note(f"{'dry run: ' if dry_run else ''}{count} entries would be replayed")
+        note(f"{'dry run: ' if dry_run else ''}{entries(count)} would be replayed{where}")
         if sample:
-            stdout().print(records_table(sample))
+            stdout().print(records_table(sample, target=target))
     else:
-        emit_json({"dryRun": dry_run, "count": count, "sample": [r.execution_id for r in sample]})
+        emit_json(
+            {
+                "dryRun": dry_run,
+                "count": count,
+                "toPriority": target.name if target is not None else None,
+                "sample": [r.execution_id for r in sample],
+            }
+        )
 
 
 def show_report(report: dict[str, Any], fmt: str) -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.snapshot import read_lanes
+from storefront_jobs.cli import broker
 from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.worker import pausing
 from storefront_jobs.worker.heartbeat import WorkerBeat, read_workers
@@ -55,15 +56,26 @@ def lane_rows(app: Any, now_s: float) -> list[dict[str, Any]]:
 @click.pass_context
 def queues(ctx: click.Context, fmt: str) -> None:
     """Show every lane: waiting, reserved, oldest age, capacity, paused, consumers."""
-    if ctx.invoked_subcommand is not None:
-        return
     from storefront_jobs.application import get_default_app  # noqa: PLC0415
 
+    label = broker.announce(get_default_app())
+    if ctx.invoked_subcommand is not None:
+        return
     rows = lane_rows(get_default_app(), time.time())
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("lane", "waiting", "reserved", "oldest age", "capacity", "paused", "consumers", "processes")
+    table = Table(
+        "lane",
+        "waiting",
+        "reserved",
+        "oldest age",
+        "capacity",
+        "paused",
+        "consumers",
+        "processes",
+        title=f"lanes on {label}",
+    )
     for row in rows:
         table.add_row(
             row["lane"],

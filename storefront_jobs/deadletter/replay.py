@@ -227,7 +227,8 @@ class Replayer:
             records = self._store.page(flt, None, sample).records()
         if request.limit is not None:
             count = min(count, request.limit)
-        return count, records[:sample]
+        # Never show more than would be replayed: a sample of 5 under --limit 3 would say otherwise.
+        return count, records[: min(sample, count)]
 
     def replay(
         self,

@@ -182,7 +182,10 @@ class DevPlatform:
                 f"metrics {f'http://127.0.0.1:{port}/metrics' if port else 'off'})"
             )
         pids = {name: child.pid for name, child in self.services.items()}
-        for line in self.plan.lines(pids, self.app.conf.beat_schedule, self.supervisor.log_dir):
+        lines = self.plan.lines(
+            pids, self.app.conf.beat_schedule, self.supervisor.log_dir, self.app.conf.broker_url
+        )
+        for line in lines:
             # Plain text: rich would highlight (recolour) URLs and tokens, and wrap long ones.
             self.console.print(line, highlight=False, soft_wrap=True)
         return True

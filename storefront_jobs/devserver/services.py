@@ -89,13 +89,15 @@ def _storefront_jobs(*args: str) -> list[str]:
     return [sys.executable, "-m", "storefront_jobs", *args]
 
 
-def http_probe(url: str) -> Callable[[], bool]:
-    """Ready once ``url`` answers 200 (no credentials: probe an open path)."""
+def http_probe(url: str, ready_statuses: tuple[int, ...] = (200,)) -> Callable[[], bool]:
+    """Ready once ``url`` answers with one of ``ready_statuses`` (the probe sends no credentials)."""
 
     def answers() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S) as response:
-                return bool(response.status == 200)
+                return response.status in ready_statuses
+        except urllib.error.HTTPError as exc:
+            return exc.code in ready_statuses
         except (OSError, urllib.error.URLError):
             return False
 
@@ -127,13 +129,15 @@ def admin_spec(env: Mapping[str, str], credentials: Credentials, port: int) -> C
 
 
 def flower_spec(env: Mapping[str, str], credentials: Credentials, port: int) -> ChildSpec:
-    # /healthcheck answers without credentials, whatever Flower's auth (docs/flower.md).
+    # dev puts /metrics and /healthcheck behind Flower's login unless told otherwise, so the
+    # probe takes a 401 as "Flower answers": the login itself is Flower's, tested there.
+    protect = env.get(ENV_PREFIX + "FLOWER_PROTECT_MONITORING", "true")
     return ChildSpec(
         "flower",
         _storefront_jobs("flower", "--port", str(port), "--address", "127.0.0.1"),
-        env={**env, **credentials.flower_env},
+        env={**env, **credentials.flower_env, ENV_PREFIX + "FLOWER_PROTECT_MONITORING": protect},
         layer=SERVICE_LAYER,
-        ready=http_probe(f"http://127.0.0.1:{port}/healthcheck"),
+        ready=http_probe(f"http://127.0.0.1:{port}/healthcheck", ready_statuses=(200, 401)),
         stop_timeout_s=5.0,
     )
 
@@ -204,6 +208,13 @@ def runbook_line(admin_url: str, credentials: Credentials, log_dir: Path) -> str
     )
 
 
+def broker_export_line(broker_url: str) -> str:
+    """What a second terminal needs so that ``storefront-jobs queues``/``dlq`` see this platform."""
+    return (
+        f"  cli     export {ENV_PREFIX}BROKER_URL={broker_url}  (then storefront-jobs queues, dlq list, ...)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class DevServices:
     """Which services a dev run starts, on which ports, with which credentials."""
@@ -246,10 +257,14 @@ class DevServices:
         return specs
 
     def lines(
-        self, pids: Mapping[str, int], beat_schedule: Mapping[str, Mapping[str, Any]], log_dir: Path
+        self,
+        pids: Mapping[str, int],
+        beat_schedule: Mapping[str, Mapping[str, Any]],
+        log_dir: Path,
+        broker_url: str,
     ) -> list[str]:
         """Where each started service is, and how to log in; ``pids`` by child name."""
-        lines = []
+        lines = [broker_export_line(broker_url)]
         if "beat" in pids:
             schedule = describe_schedule(beat_schedule)
             if self.settings.imports:

@@ -57,9 +57,7 @@ def prefixed(path: str, url_prefix: str | None) -> str:
     return f"/{url_prefix.strip('/')}{path}" if url_prefix else path
 
 
-def section_routes(
-    section: Section, url_prefix: str | None, *, protect_monitoring: bool
-) -> list[URLSpec]:
+def section_routes(section: Section, url_prefix: str | None, *, protect_monitoring: bool) -> list[URLSpec]:
     specs = [
         web.url(prefixed(path, url_prefix), handler, kwargs, name=name)
         for path, handler, kwargs, name in routes(section)

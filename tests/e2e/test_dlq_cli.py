@@ -59,23 +59,23 @@ def test_list_show_stats_and_audit_in_every_format(filled: DeadLetterStore) -> N
     assert "e-09" in table.output
     assert "e-00" not in table.output
     assert "more entries: --cursor" in table.stderr
-    as_json = json.loads(dlq("list", "--tenant", "t-1", "--format", "json").output)
+    as_json = json.loads(dlq("list", "--tenant", "t-1", "--format", "json").stdout)
     assert [r["executionId"] for r in as_json] == ["e-11", "e-09", "e-07", "e-05", "e-03", "e-01"]
-    lines = dlq("list", "--priority", "critical", "--format", "jsonl").output.splitlines()
+    lines = dlq("list", "--priority", "critical", "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line)["executionId"] for line in lines] == ["e-09", "e-06", "e-03", "e-00"]
 
-    shown = json.loads(dlq("show", "e-04").output)
+    shown = json.loads(dlq("show", "e-04").stdout)
     assert shown["kwargs"] == {"period": {"start": "2025-01-01"}}
     assert dlq("show", "ghost").exit_code == EXIT_NOT_FOUND
 
-    stats = json.loads(dlq("stats", "--format", "json").output)
+    stats = json.loads(dlq("stats", "--format", "json").stdout)
     assert stats["total"] == 12
     assert stats["byField"]["queue"] == {
         "payments.webhooks": 4,
         "reporting.export": 8,
     }
     assert dlq("stats").exit_code == 0
-    assert json.loads(dlq("audit", "--format", "json").output) == []
+    assert json.loads(dlq("audit", "--format", "json").stdout) == []
 
 
 def test_bad_filters_are_usage_errors(filled: DeadLetterStore) -> None:
@@ -86,8 +86,13 @@ def test_bad_filters_are_usage_errors(filled: DeadLetterStore) -> None:
 
 
 def test_replay_and_purge_ask_first_and_dry_run_changes_nothing(filled: DeadLetterStore) -> None:
-    dry = json.loads(dlq("replay", "--queue", "all", "--dry-run", "--format", "json").output)
-    assert dry == {"dryRun": True, "count": 12, "sample": ["e-11", "e-10", "e-09", "e-08", "e-07"]}
+    dry = json.loads(dlq("replay", "--queue", "all", "--dry-run", "--format", "json").stdout)
+    assert dry == {
+        "dryRun": True,
+        "count": 12,
+        "toPriority": None,
+        "sample": ["e-11", "e-10", "e-09", "e-08", "e-07"],
+    }
     assert dlq("purge", "--queue", "all", "--dry-run").exit_code == 0
     assert dlq("purge", "--queue", "all").exit_code == EXIT_NOT_CONFIRMED  # no terminal to ask on
     assert dlq("replay", "e-01").exit_code == EXIT_NOT_CONFIRMED
@@ -98,19 +103,19 @@ def test_replay_and_purge_ask_first_and_dry_run_changes_nothing(filled: DeadLett
 def test_purge_with_backup_then_import_gives_back_the_same_records(
     filled: DeadLetterStore, tmp_path: Path
 ) -> None:
-    before = dlq("export", "--format", "jsonl").output
+    before = dlq("export", "--format", "jsonl").stdout
     backup = tmp_path / "dlq_backup.json"
 
     purged = dlq("purge", "--queue", "all", "--backup", str(backup), "--yes", "--format", "json")
     assert purged.exit_code == 0, purged.output
-    assert json.loads(purged.output)["deleted"] == 12
+    assert json.loads(purged.stdout)["deleted"] == 12
     assert filled.count(Filter()) == 0
     assert len(json.loads(backup.read_text())) == 12
 
     restored = dlq("import", str(backup), "--format", "json")
-    assert json.loads(restored.output)["added"] == 12
-    assert dlq("export", "--format", "jsonl").output == before
-    actions = [e["action"] for e in json.loads(dlq("audit", "--format", "json").output)]
+    assert json.loads(restored.stdout)["added"] == 12
+    assert dlq("export", "--format", "jsonl").stdout == before
+    actions = [e["action"] for e in json.loads(dlq("audit", "--format", "json").stdout)]
     assert actions == ["import", "purge"]
 
 
@@ -159,7 +164,7 @@ def test_export_json_reads_with_the_runbooks_jq_line(
     )
     assert piped.returncode == 0, piped.stderr
     from_jq = [json.loads(line) for line in piped.stdout.splitlines()]
-    exported = json.loads(dlq("export", "--queue", "all").output)
+    exported = json.loads(dlq("export", "--queue", "all").stdout)
     assert from_jq == _runbook_view(exported)
     assert from_jq[0]["payload"] == {
         "task": "tests.integration.jobs.noop",
@@ -222,3 +227,65 @@ def test_jsonl_export_of_100k_entries_stays_under_150_mb(
     peak_mb = int(done.stdout.split()[-1]) / 1024
     assert sum(1 for _ in out.open()) == 100_000
     assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_every_dlq_command_says_which_broker_it_reads(
+    filled: DeadLetterStore, redis_server: EmbeddedRedis
+) -> None:
+    listed = dlq("list", "--limit", "2")
+    assert f"storefront-jobs: broker {redis_server.url}" in listed.stderr
+    assert f"DLQ on {redis_server.url}" in listed.stdout
+    stats = dlq("stats")
+    assert f"DLQ on {redis_server.url}" in stats.stdout
+    # JSON stays JSON: the broker line goes to stderr only
+    assert json.loads(dlq("stats", "--format", "json").stdout)["total"] == 12
+
+
+def test_the_fallback_broker_is_named_as_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from storefront_jobs import create_app, load_settings
+    from storefront_jobs.cli.broker import broker_label
+
+    monkeypatch.delenv("STOREFRONT_JOBS_BROKER_URL", raising=False)
+    label = broker_label(create_app(load_settings()))
+    assert label == "redis://127.0.0.1:6379/0 (STOREFRONT_JOBS_BROKER_URL not set: the default)"
+    masked = broker_label(create_app(load_settings(broker_url="redis://:hunter22@10.0.0.5:6380/1")))
+    assert "hunter22" not in masked
+    assert "10.0.0.5:6380/1" in masked
+
+
+def test_a_dry_run_shows_what_it_counts_and_where_it_would_send_it(filled: DeadLetterStore) -> None:
+    limited = dlq("replay", "--queue", "all", "--limit", "3", "--dry-run", "--to-priority", "high")
+    assert "3 entries would be replayed to p1.high" in limited.stderr
+    rows = [line for line in limited.stdout.splitlines() if line.startswith("│ e-")]
+    assert len(rows) == 3
+    assert all("p1.high" in row for row in rows)
+    one = dlq("replay", "e-03", "--dry-run")
+    assert "1 entry would be replayed" in one.stderr
+    as_json = json.loads(
+        dlq("replay", "e-03", "--dry-run", "--to-priority", "LOW", "--format", "json").stdout
+    )
+    assert (as_json["count"], as_json["toPriority"], as_json["sample"]) == (1, "LOW", ["e-03"])
+
+
+def test_tables_on_a_pipe_keep_every_value_whole_and_stats_print_times(store: DeadLetterStore) -> None:
+    long_id = "7f9c2a4e-3b1d-4c8e-9a6f-2d5e8b1c0a93-retry-of-an-order-webhook"
+    store.add(make_record(long_id, failed_at=T0, task="storefront.payments.webhooks.confirm_payment_intent"))
+    listed = dlq("list")  # CliRunner's stdout is no terminal, as a pipe is not
+    [row] = [line for line in listed.stdout.splitlines() if long_id in line]
+    assert "storefront.payments.webhooks.confirm_payment_intent" in row
+    stats = dlq("stats").stdout
+    assert "2027-01-15 08:00:00 UTC" in stats
+    assert str(T0) not in stats
+
+
+def test_an_execution_id_never_wraps_in_a_terminal_table() -> None:
+    from rich.console import Console
+
+    from storefront_jobs.cli.dlq_output import records_table
+
+    records = [make_record(f"{i:08d}-3b1d-4c8e-9a6f-2d5e8b1c0a93", failed_at=T0 + i) for i in range(3)]
+    console = Console(width=200, record=True, force_terminal=True)
+    console.print(records_table(records))
+    text = console.export_text()
+    for r in records:
+        assert r.execution_id in text

@@ -162,3 +162,45 @@ def test_a_browser_sees_the_lanes_and_a_finished_job(
             page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_flower_says_its_monitoring_paths_are_open_and_a_setting_closes_them(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Given the default: open, and said so at start-up
+    port = free_port()
+    env = flower_env(redis_server.url, flower_basic_auth=f"{USER}:{PASSWORD}")
+    default = FlowerProcess(
+        run_flower(["--port", str(port)], env, tmp_path / "a.log"), port, tmp_path / "a.log"
+    )
+    try:
+        wait_serving(default)
+        assert default.get("/metrics", auth=None)[0] == 200
+    finally:
+        stop(default.proc)
+    assert "/metrics and /healthcheck without credentials" in default.log_text()
+    assert "STOREFRONT_JOBS_FLOWER_PROTECT_MONITORING=true" in default.log_text()
+
+    # When the setting is on, both want Flower's login
+    port = free_port()
+    env = flower_env(
+        redis_server.url, flower_basic_auth=f"{USER}:{PASSWORD}", flower_protect_monitoring="true"
+    )
+    guarded = FlowerProcess(
+        run_flower(["--port", str(port)], env, tmp_path / "b.log"), port, tmp_path / "b.log"
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                return guarded.get("/healthcheck")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(answers, interval_s=0.1)
+        for path in ("/metrics", "/healthcheck"):
+            assert guarded.get(path, auth=None)[0] == 401, path
+            assert guarded.get(path)[0] == 200, path
+    finally:
+        stop(guarded.proc)
+    assert "without credentials" not in guarded.log_text()

@@ -41,7 +41,7 @@ def run_marker(client: redis.Redis, tag: str) -> None:
 def cli(*args: str) -> str:
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_a_paused_lane_waits_across_a_restart_and_resumes_in_priority_order(

@@ -40,3 +40,14 @@ def test_throughput_is_averaged_over_pools_seen_twice() -> None:
     assert throughput_per_worker_per_minute(before, after, 60.0) == 30.0
     assert throughput_per_worker_per_minute({}, after, 60.0) is None
     assert throughput_per_worker_per_minute(before, before, 60.0) is None
+
+
+def test_an_idle_lane_keeps_the_pools_minimum_and_says_why() -> None:
+    idle = plan_lane(Priority.DEFAULT, 0, 120.0, 1)
+    assert (idle.formula_replicas, idle.recommended_replicas) == (0, 1)
+    assert "the formula gives 0; kept at the pool minimum of 1" in idle.note
+    # Where KEDA scales to zero, the minimum is 0 and the formula stands
+    keda = plan_lane(Priority.DEFAULT, 0, 120.0, 1, min_replicas=0)
+    assert (keda.recommended_replicas, keda.note) == (0, "")
+    # Best effort (BULK) has no formula, so no minimum either
+    assert plan_lane(Priority.BULK, 0, 120.0, 1).recommended_replicas is None

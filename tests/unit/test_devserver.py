@@ -183,7 +183,10 @@ def test_services_are_the_production_commands_stopped_before_the_pools(tmp_path:
     assert "STOREFRONT_JOBS_FLOWER_BASIC_AUTH" not in admin.env  # each secret only where it is needed
     flower = services.flower_spec({}, credentials, 5555)
     assert list(flower.argv)[3:] == ["flower", "--port", "5555", "--address", "127.0.0.1"]
-    assert flower.env == {"STOREFRONT_JOBS_FLOWER_BASIC_AUTH": "admin:secret-1234"}
+    assert flower.env == {
+        "STOREFRONT_JOBS_FLOWER_BASIC_AUTH": "admin:secret-1234",
+        "STOREFRONT_JOBS_FLOWER_PROTECT_MONITORING": "true",
+    }
     beat = services.beat_spec({}, tmp_path, redis.Redis())
     assert list(beat.argv)[3:] == ["beat", "--schedule-file", str(tmp_path / "beat-schedule")]
     pool = children.pool_spec(Priority.BULK, concurrency=1, env={}, metrics_port=0, ready=lambda: True)
@@ -202,7 +205,11 @@ def test_the_printed_lines_give_every_url_and_the_made_credentials(tmp_path: Pat
     credentials = services.dev_credentials(settings, token=lambda: "made-for-this-run")
     plan = services.DevServices(settings, credentials, beat=True, admin_port=8081, flower_port=5556)
     schedule = {"examples.warm_cache.home": {"schedule": 60.0}}
-    text = "\n".join(plan.lines({"beat": 1, "admin": 2, "flower": 3}, schedule, tmp_path))
+    text = "\n".join(
+        plan.lines({"beat": 1, "admin": 2, "flower": 3}, schedule, tmp_path, "redis://127.0.0.1:6420/0")
+    )
+    # The line a second terminal pastes, so that `storefront-jobs queues` and `dlq` see this platform
+    assert "cli     export STOREFRONT_JOBS_BROKER_URL=redis://127.0.0.1:6420/0" in text
     for url in ("/docs", "/q/health", "/q/metrics"):
         assert f"http://127.0.0.1:8081{url}" in text
     assert "token        made-for-this-run (dlq:read, dlq:replay, dlq:delete; generated for this run)" in text
@@ -219,10 +226,20 @@ def test_configured_secrets_are_never_printed(tmp_path: Path) -> None:
         admin_tokens={"configured-token": ["dlq:read"]}, flower_basic_auth="ops:long-password"
     )
     plan = services.DevServices(settings, services.dev_credentials(settings), True, 8080, 5555)
-    text = "\n".join(plan.lines({"admin": 2, "flower": 3}, {}, tmp_path))
+    text = "\n".join(plan.lines({"admin": 2, "flower": 3}, {}, tmp_path, "redis://127.0.0.1:6379/0"))
     assert "configured-token" not in text
     assert "long-password" not in text
     assert "password from STOREFRONT_JOBS_FLOWER_BASIC_AUTH" in text
+
+
+def test_dev_puts_flowers_metrics_and_healthcheck_behind_its_login_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    credentials = services.dev_credentials(_settings(), token=lambda: "made-for-this-run")
+    spec = services.flower_spec({}, credentials, 5556)
+    assert spec.env["STOREFRONT_JOBS_FLOWER_PROTECT_MONITORING"] == "true"
+    chosen = services.flower_spec({"STOREFRONT_JOBS_FLOWER_PROTECT_MONITORING": "false"}, credentials, 5556)
+    assert chosen.env["STOREFRONT_JOBS_FLOWER_PROTECT_MONITORING"] == "false"
 
 
 def test_the_schedule_is_described_by_entry_and_interval() -> None:

@@ -39,7 +39,8 @@ def test_without_a_scope_table_every_logged_in_user_may_do_everything() -> None:
 def test_with_a_scope_table_a_user_not_named_has_no_scope() -> None:
     table = {"alice": ["dlq:read", "dlq:replay"]}
     alice = operator_for("alice", table, authenticated=True)
-    assert alice.can("dlq:replay") and not alice.can("dlq:delete")
+    assert alice.can("dlq:replay")
+    assert not alice.can("dlq:delete")
     assert alice.actor == "flower:alice"
     assert operator_for("mallory", table, authenticated=True).scopes == frozenset()
 
