@@ -12,14 +12,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from storefront_jobs.admin import auth
 from storefront_jobs.admin.health import health
 from storefront_jobs.admin.idempotency import IdempotencyKeys, fingerprint
-from storefront_jobs.admin.limits import BodySizeLimit
+from storefront_jobs.admin.limits import BodySizeLimit, HeaderSizeLimit
 from storefront_jobs.admin.metrics import metrics_router
 from storefront_jobs.admin.problems import PROBLEM_RESPONSES, ProblemError, install_problem_handlers
-from storefront_jobs.admin.schemas import MAX_PER_REQUEST, FilterQuery, ReplayBody
+from storefront_jobs.admin.schemas import FILTER_PARAMETERS, MAX_PER_REQUEST, FilterQuery, ReplayBody
+from storefront_jobs.admin.strict import accepts
 from storefront_jobs.deadletter import (
     DeadLetter,
     DeadLetterNotFound,
@@ -46,7 +48,13 @@ def read_routes(router: APIRouter, store: DeadLetterStore, tokens: auth.TokenTab
     """GET endpoints (scope dlq:read); none of them changes anything."""
     read = Depends(auth.requires(tokens, auth.DLQ_READ))
 
-    @router.get("/dlq", dependencies=[read], responses={200: {"model": list[DeadLetter]}})
+    only = {
+        "list": Depends(accepts(FILTER_PARAMETERS, "format", "limit", "cursor")),
+        "none": Depends(accepts()),
+        "audit": Depends(accepts("limit")),
+    }
+
+    @router.get("/dlq", dependencies=[read, only["list"]], responses={200: {"model": list[DeadLetter]}})
     def list_dlq(
         filters: Annotated[FilterQuery, Query()],
         format: Literal["json", "jsonl"] = "json",
@@ -64,12 +72,14 @@ def read_routes(router: APIRouter, store: DeadLetterStore, tokens: auth.TokenTab
         body = "".join(transfer.encode_records(page.items, format))
         return Response(body, media_type=MEDIA[format], headers=headers)
 
-    @router.get("/dlq/stats", dependencies=[read])
+    @router.get("/dlq/stats", dependencies=[read, only["none"]])
     def dlq_stats() -> dict[str, Any]:
         """Entries per field, added and removed counters, bounds."""
         return store.stats().to_dict()
 
-    @router.get("/dlq/{execution_id}", dependencies=[read], responses={200: {"model": DeadLetter}})
+    @router.get(
+        "/dlq/{execution_id}", dependencies=[read, only["none"]], responses={200: {"model": DeadLetter}}
+    )
     def show(execution_id: Annotated[str, Path(min_length=1, max_length=200)]) -> Response:
         """One entry."""
         record = store.get(execution_id)
@@ -77,7 +87,7 @@ def read_routes(router: APIRouter, store: DeadLetterStore, tokens: auth.TokenTab
             raise DeadLetterNotFound(execution_id)
         return Response(record.to_json(), media_type="application/json")
 
-    @router.get("/audit", dependencies=[read])
+    @router.get("/audit", dependencies=[read, only["audit"]])
     def audit(limit: Annotated[int, Query(ge=1, le=MAX_PER_REQUEST)] = 50) -> list[dict[str, Any]]:
         """Replays, purges and imports, newest first."""
         return [entry.to_dict() for entry in store.audit.entries(limit)]
@@ -90,7 +100,7 @@ def write_routes(router: APIRouter, celery_app: Any, store: DeadLetterStore, tok
     replay_scope = Depends(auth.requires(tokens, auth.DLQ_REPLAY))
     delete_scope = Depends(auth.requires(tokens, auth.DLQ_DELETE))
 
-    @router.post("/replay")
+    @router.post("/replay", dependencies=[Depends(accepts())])
     def replay(
         body: ReplayBody,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
@@ -112,7 +122,7 @@ def write_routes(router: APIRouter, celery_app: Any, store: DeadLetterStore, tok
             idempotency.store(idempotency_key, print_, 200, answer)
         return JSONResponse(answer)
 
-    @router.delete("/dlq")
+    @router.delete("/dlq", dependencies=[Depends(accepts(FILTER_PARAMETERS))])
     def purge(
         filters: Annotated[FilterQuery, Query()], principal: auth.Principal = delete_scope
     ) -> dict[str, Any]:
@@ -165,7 +175,8 @@ def create_admin_app(celery_app: Any | None = None) -> FastAPI:
 
         celery_app = get_default_app()
     tokens = auth.TokenTable(celery_app.storefront_settings.admin_tokens)
-    app = FastAPI(
+    # FastAPIOffline: a FastAPI whose /docs and /redoc load their scripts from the package, not a CDN.
+    app = FastAPIOffline(
         title="storefront-jobs admin API",
         version="1",
         description="Dead-letter queue and health of a storefront-jobs deployment. "
@@ -174,6 +185,7 @@ def create_admin_app(celery_app: Any | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(HeaderSizeLimit)  # added last: runs first
     router = APIRouter(prefix="/admin/jobs", tags=["dlq"], responses=PROBLEM_RESPONSES)
     store = store_for(celery_app)
     read_routes(router, store, tokens)
@@ -181,7 +193,7 @@ def create_admin_app(celery_app: Any | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(metrics_router(celery_app, store.stats))
 
-    @app.get("/q/health", tags=["health"])
+    @app.get("/q/health", tags=["health"], dependencies=[Depends(accepts())])
     def q_health() -> JSONResponse:
         """Broker reachable, workers per lane, scheduler state; no token needed."""
         status, body = health(celery_app)

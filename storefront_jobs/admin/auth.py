@@ -15,7 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from storefront_jobs.admin.problems import ProblemError
@@ -55,8 +55,15 @@ class TokenTable:
 def requires(table: TokenTable, scope: str) -> Callable[..., Principal]:
     """A FastAPI dependency: the caller's principal, if its token carries ``scope``."""
 
-    def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:  # noqa: B008
+    def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Principal:
         challenge = {"WWW-Authenticate": 'Bearer realm="storefront-jobs"'}
+        # The bearer scheme reads the first header only: with two, which one counts would be
+        # up to each proxy on the way. Refuse the ambiguity instead of choosing.
+        if len(request.headers.getlist("authorization")) > 1:
+            raise ProblemError(400, "Bad Request", "send exactly one Authorization header")
         if credentials is None or not credentials.credentials:
             raise ProblemError(401, "Unauthorized", "send Authorization: Bearer <token>", headers=challenge)
         principal = table.authenticate(credentials.credentials)

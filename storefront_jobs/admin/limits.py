@@ -1,4 +1,4 @@
-"""Request size limit: bodies over ``max_body_bytes`` are refused with 413 before they are read whole."""
+"""Request size limits: headers over ``MAX_HEADER_BYTES`` get 431, bodies over ``max_body_bytes`` 413."""
 
 from __future__ import annotations
 
@@ -11,6 +11,44 @@ from storefront_jobs.admin.problems import PROBLEM_JSON
 
 #: Enough for 10,000 execution ids; an admin request never needs more.
 MAX_BODY_BYTES = 1 << 20
+#: All header lines of a request together; a bearer token is well under 1 KiB.
+MAX_HEADER_BYTES = 16 << 10
+#: What the HTTP server buffers of a request's head before the app sees it. Above our limit on
+#: purpose: a head cut off by the server gets a closed connection, one that reaches
+#: :class:`HeaderSizeLimit` gets a 431 that says what is wrong.
+SERVER_HEAD_BYTES = 4 << 20
+
+
+def problem_response(scope: Scope, status: int, title: str, detail: str) -> tuple[list[Any], bytes]:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": scope.get("path"),
+    }
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(payload)).encode())]
+    return headers, payload
+
+
+class HeaderSizeLimit:
+    """ASGI middleware: a request whose header lines exceed ``max_header_bytes`` gets 431."""
+
+    def __init__(self, app: ASGIApp, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers") or [])
+            if size > self.max_header_bytes:
+                detail = f"request headers are limited to {self.max_header_bytes} bytes; these have {size}"
+                headers, payload = problem_response(scope, 431, "Request Header Fields Too Large", detail)
+                await send({"type": "http.response.start", "status": 431, "headers": headers})
+                await send({"type": "http.response.body", "body": payload})
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -53,15 +91,8 @@ class BodySizeLimit:
         await self.app(scope, _replay([body], receive), send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body: dict[str, Any] = {
-            "type": "about:blank",
-            "title": "Content Too Large",
-            "status": 413,
-            "detail": f"request bodies are limited to {self.max_body_bytes} bytes",
-            "instance": scope.get("path"),
-        }
-        payload = json.dumps(body).encode()
-        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(payload)).encode())]
+        detail = f"request bodies are limited to {self.max_body_bytes} bytes"
+        headers, payload = problem_response(scope, 413, "Content Too Large", detail)
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

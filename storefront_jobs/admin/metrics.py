@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from storefront_jobs.admin.problems import ProblemError
+from storefront_jobs.admin.strict import accepts
 from storefront_jobs.metrics.broker import BrokerCollector
 from storefront_jobs.metrics.serve import token_matches
 
@@ -47,6 +48,8 @@ def metrics_router(celery_app: Any, dlq_stats: Any = None) -> APIRouter:
             exposition,
             methods=["GET"],
             response_class=Response,
+            # name[]: prometheus-client's filter of the exposition by metric name
+            dependencies=[Depends(accepts("name[]"))],
             summary="Prometheus metrics read from the broker",
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
         )

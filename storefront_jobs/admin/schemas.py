@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 
 ExecutionId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -31,6 +31,10 @@ class FilterQuery(_Body):
     until: FilterValue | None = None
 
 
+#: The query parameter names of a filter, as clients write them.
+FILTER_PARAMETERS = frozenset(field.alias or name for name, field in FilterQuery.model_fields.items())
+
+
 class FilterBody(FilterQuery):
     """Filter fields in a JSON body, where an unknown field is a mistake worth reporting."""
 
@@ -50,9 +54,10 @@ class ReplayBody(_Body):
     execution_id: ExecutionId | None = None
     execution_ids: Annotated[list[ExecutionId], Field(min_length=1, max_length=MAX_PER_REQUEST)] | None = None
     filter: FilterBody | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_PER_REQUEST)] | None = None
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_PER_REQUEST)] | None = None
     to_priority: FilterValue | None = None
-    dry_run: bool = False
+    #: JSON true or false only: "yes", "1" or 1 are refused, not guessed at.
+    dry_run: StrictBool = False
 
     @model_validator(mode="after")
     def _one_selector(self) -> ReplayBody:

@@ -17,7 +17,7 @@ logger = logging.getLogger("storefront_jobs.scheduler")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--loglevel", "-l", help="Log level (default: LOG_LEVEL setting).")
+@click.option("--loglevel", "-l", help="Log level (default: STOREFRONT_JOBS_LOG_LEVEL).")
 @click.option(
     "--schedule-file",
     "-s",
@@ -26,7 +26,7 @@ logger = logging.getLogger("storefront_jobs.scheduler")
 )
 @click.pass_context
 def beat(ctx: click.Context, loglevel: str | None, schedule_file: Path | None) -> None:
-    """Run Celery beat for the periodic jobs; idles when SCHEDULER_ENABLED=false."""
+    """Run Celery beat for the periodic jobs; idles when STOREFRONT_JOBS_SCHEDULER_ENABLED=false."""
     from storefront_jobs import scheduler  # noqa: PLC0415
     from storefront_jobs.application import get_default_app  # noqa: PLC0415
 

@@ -51,12 +51,12 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str) -> float:
 @click.option(
     "--admin/--no-admin",
     default=True,
-    help="Run the admin API (storefront-jobs serve) on ADMIN_PORT or a free port (default: on).",
+    help="Run the admin API (storefront-jobs serve) on STOREFRONT_JOBS_ADMIN_PORT or a free port.",
 )
 @click.option(
     "--flower/--no-flower",
     default=True,
-    help="Run Flower on FLOWER_PORT or a free port, behind basic auth (default: on).",
+    help="Run Flower on STOREFRONT_JOBS_FLOWER_PORT or a free port, behind basic auth (default: on).",
 )
 @click.option(
     "--log-dir",
@@ -78,7 +78,7 @@ def dev(
     """Run the platform locally: Redis, a worker pool per priority, beat, admin API, Flower, a demo.
 
     Without STOREFRONT_JOBS_BROKER_URL an embedded redis-server is started.
-    Without ADMIN_TOKENS or FLOWER_BASIC_AUTH, credentials are made for this
+    Without STOREFRONT_JOBS_ADMIN_TOKENS or STOREFRONT_JOBS_FLOWER_BASIC_AUTH, credentials are made for this
     run and printed with every URL. Ctrl-C stops everything it started; a
     second Ctrl-C stops without waiting.
     """

@@ -38,10 +38,12 @@ def worker_argv(
 )
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Pool processes (default: CPU count).")
 @click.option("--pool", "-P", help="Celery pool implementation (prefork, threads, solo, ...).")
-@click.option("--loglevel", "-l", help="Log level (default: LOG_LEVEL setting).")
+@click.option("--loglevel", "-l", help="Log level (default: STOREFRONT_JOBS_LOG_LEVEL).")
 @click.option("--hostname", "-n", help="Node name (default: <lanes>@<host>).")
 @click.option(
-    "--imports", metavar="MODULES", help="Comma-separated modules holding tasks (overrides IMPORTS)."
+    "--imports",
+    metavar="MODULES",
+    help="Comma-separated modules holding tasks (overrides STOREFRONT_JOBS_IMPORTS).",
 )
 @click.pass_context
 def worker(

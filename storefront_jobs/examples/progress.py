@@ -17,6 +17,10 @@ signal             outcome    meaning
 A job is counted under its function name (``process_payment_webhook``), the
 key of :data:`storefront_jobs.examples.JOBS`. Only tasks of this package are
 counted: users' own jobs on the same workers are left alone.
+
+Jobs that Celery beat sends (the examples' schedule) are counted ``sent`` by
+beat itself, once its publish returned, so that ``done`` never runs ahead of
+``sent`` on the dashboard.
 """
 
 from __future__ import annotations
@@ -83,6 +87,22 @@ def count_exhausted(sender: Any = None, failure: JobFailure | None = None, **_: 
     _record_for(sender, "failed")
 
 
+def count_beat_sends(sender: Any = None, **_: Any) -> None:
+    """At ``beat_init``: count every example job this beat process publishes as ``sent``."""
+    app = getattr(sender, "app", None)
+    if not isinstance(app, StorefrontCelery):
+        return
+    client = app.redis
+
+    def sent(sender: Any = None, **_: Any) -> None:
+        # after_task_publish's sender is the task's name (a string), not the task.
+        name = str(sender or "")
+        if name.startswith(_PACKAGE):
+            record(client, name.rsplit(".", 1)[-1], "sent")
+
+    celery_signals.after_task_publish.connect(sent, weak=False, dispatch_uid=f"{__name__}.beat_sent")
+
+
 def install() -> None:
     """Connect the counters; idempotent (each receiver has a dispatch_uid).
 
@@ -93,5 +113,6 @@ def install() -> None:
         (celery_signals.task_success, count_success),
         (celery_signals.task_retry, count_retry),
         (job_exhausted, count_exhausted),
+        (celery_signals.beat_init, count_beat_sends),
     ):
         signal.connect(receiver, weak=False, dispatch_uid=f"{__name__}.{receiver.__name__}")

@@ -181,6 +181,15 @@ def _check_services(output: str) -> None:
     login = base64.b64encode(f"{user}:{password}".encode()).decode()
     page = httpx.get(flower_url + "/", headers={"Authorization": f"Basic {login}"}, timeout=30)
     assert page.status_code == 200
+    # ...with its Dead letters section, and its monitoring paths behind the same login in dev
+    section = httpx.get(flower_url + "/dead-letters", headers={"Authorization": f"Basic {login}"}, timeout=30)
+    assert section.status_code == 200
+    assert httpx.get(flower_url + "/metrics", timeout=30).status_code == 401
+
+    # The line a second terminal needs for `storefront-jobs queues` and `dlq`
+    assert re.search(
+        r"^  cli     export STOREFRONT_JOBS_BROKER_URL=redis://127\.0\.0\.1:\d+/0 ", output, re.M
+    )
 
     # Beat runs: health reports the scheduler enabled and its ticks fresh
     beat = health.json()["scheduler"]["beat"]

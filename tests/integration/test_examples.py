@@ -36,3 +36,25 @@ def test_progress_round_trip(redis_client: redis.Redis) -> None:
     }
     progress.reset(redis_client)
     assert progress.read(redis_client) == {}
+
+
+def test_jobs_beat_sends_are_counted_as_sent(redis_client: redis.Redis, app: object) -> None:
+    from types import SimpleNamespace
+
+    from celery import signals
+
+    from storefront_jobs.examples import schedule
+
+    # Given the counter a beat process connects as it starts
+    progress.count_beat_sends(sender=SimpleNamespace(app=app))
+    try:
+        # When beat publishes an example job (a real publish to its lane) and a user's job
+        schedule.aggregate_yesterday.apply_async()
+        signals.after_task_publish.send(
+            sender="users.own.job", headers={}, body=(), exchange="", routing_key=""
+        )
+        # Then the example job counts as sent, before any worker could count it done
+        assert progress.read(redis_client)["aggregate_yesterday"]["sent"] == 1
+        assert "job" not in progress.read(redis_client)
+    finally:
+        signals.after_task_publish.disconnect(dispatch_uid=f"{progress.__name__}.beat_sent")
