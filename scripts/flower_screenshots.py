@@ -67,7 +67,7 @@ def wait_serving(url: str) -> None:
 
 
 def shoot(url: str, out: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only this step needs a browser
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)

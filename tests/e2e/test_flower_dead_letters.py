@@ -239,3 +239,31 @@ def test_a_bulk_replay_needs_the_count_confirmed_and_replays_no_more_than_it(
     )
     assert confirmed.status == 200
     assert len(_dead_letters(app, queue="warehouse.export")) == 1
+
+
+def test_the_matching_entries_download_as_json_and_jsonl_and_delete_after_a_confirmation(
+    app: Any, flower: FlowerProcess, workers: WorkerFactory, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    acme, globex = _fail_two_jobs(app, workers)
+    page = browser(USER, PASSWORD).new_page()
+
+    as_json = page.request.get(flower.url + "/dead-letters/export?queue=warehouse.export&format=json")
+    assert as_json.status == 200
+    assert "attachment" in as_json.headers["content-disposition"]
+    assert {r["executionId"] for r in json.loads(as_json.text())} == {acme.execution_id, globex.execution_id}
+    as_lines = page.request.get(flower.url + "/dead-letters/export?tenant=t-globex&format=jsonl")
+    assert [json.loads(line)["executionId"] for line in as_lines.text().splitlines()] == [globex.execution_id]
+
+    # Delete all matching: the preview states the count, the tick confirms it
+    page.goto(flower.url + "/dead-letters?tenant=t-globex")
+    page.locator("#delete-matching").click()
+    expect(page.locator("#preview-count")).to_contain_text("1 entry would be deleted")
+    page.locator("#confirm").check()
+    page.locator("#confirm-action").click()
+    expect(page.locator("#done-summary")).to_have_text("Deleted 1 entry")
+    assert [r.execution_id for r in _dead_letters(app, queue="warehouse.export")] == [acme.execution_id]
+    page.goto(flower.url + "/dead-letters/audit")
+    expect(page.locator(".audit-row").first).to_contain_text("purge")
+    expect(page.locator(".audit-row").first).to_contain_text("flower:admin")
