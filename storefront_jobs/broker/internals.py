@@ -82,7 +82,7 @@ _UNDECODABLE = "storefront_jobs/deadletter/undecodable.py"
 _PAUSING = "storefront_jobs/worker/pausing.py"
 _MESSAGES = "storefront_jobs/deadletter/messages.py"
 _FLOWER_SERVER = "storefront_jobs/flower/server.py"
-_FLOWER_VIEWS = "storefront_jobs/flower/views.py"
+_FLOWER_VIEWS = "storefront_jobs/flower/handler.py"
 _KEPT = "overridden: what Celery would drop is kept in the DLQ first"
 
 

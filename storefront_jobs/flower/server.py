@@ -32,8 +32,10 @@ from tornado import web
 from tornado.options import options as flower_options
 from tornado.routing import URLSpec
 
+from storefront_jobs.flower.actions import DeleteView, ReplayView
+from storefront_jobs.flower.handler import DeadLetterHandler, Section
+from storefront_jobs.flower.pages import AuditView, EntryView, ExportView, ListView
 from storefront_jobs.flower.templates import FlowerTemplates
-from storefront_jobs.flower.views import Section, routes
 
 
 class ProtectedMetrics(monitor.Metrics):  # type: ignore[misc]  # Flower ships no type hints
@@ -50,6 +52,19 @@ class ProtectedHealthcheck(monitor.Healthcheck):  # type: ignore[misc]
     @web.authenticated
     async def get(self) -> None:
         await super().get()
+
+
+def routes(section: Section) -> list[tuple[str, type[DeadLetterHandler], dict[str, Any], str]]:
+    """(path, handler, kwargs, name) of every page, before Flower's ``url_prefix``."""
+    kwargs = {"section": section}
+    return [
+        (r"/dead-letters", ListView, kwargs, "dead-letters"),
+        (r"/dead-letters/entry/(.+)", EntryView, kwargs, "dead-letter"),
+        (r"/dead-letters/replay", ReplayView, kwargs, "dead-letters-replay"),
+        (r"/dead-letters/delete", DeleteView, kwargs, "dead-letters-delete"),
+        (r"/dead-letters/export", ExportView, kwargs, "dead-letters-export"),
+        (r"/dead-letters/audit", AuditView, kwargs, "dead-letters-audit"),
+    ]
 
 
 def prefixed(path: str, url_prefix: str | None) -> str:
