@@ -10,8 +10,8 @@ import pytest
 
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.flower.access import basic_auth_user, operator_for
-from storefront_jobs.flower.templates import NAVBAR, FlowerTemplates, with_nav_item
 from storefront_jobs.flower.handler import format_time, top_counts
+from storefront_jobs.flower.templates import NAVBAR, FlowerTemplates, with_nav_item
 from storefront_jobs.scopes import SCOPES
 from storefront_jobs.settings import load_settings
 
