@@ -101,3 +101,15 @@ def test_a_pool_that_missed_the_broadcast_catches_up(
     wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical"})
     pausing.resume(redis_client, Priority.HIGH)
     wait_until(lambda: consumed_lanes(app, worker) == {"p0.critical", "p1.high"})
+
+
+def test_queues_says_which_broker_it_shows(redis_client: redis.Redis) -> None:
+    from storefront_jobs import get_default_app
+
+    url = get_default_app().conf.broker_url
+    shown = CliRunner().invoke(main, ["queues"])
+    assert shown.exit_code == 0, shown.output
+    assert f"storefront-jobs: broker {url}" in shown.stderr
+    assert f"lanes on {url}" in shown.stdout
+    # ...and JSON stays JSON
+    assert len(json.loads(CliRunner().invoke(main, ["queues", "--format", "json"]).stdout)) == 5
