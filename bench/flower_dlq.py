@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 import urllib.request
@@ -32,8 +30,9 @@ import redis
 from bench.procs import REPO_ROOT
 from storefront_jobs import create_app, load_settings
 from storefront_jobs.deadletter import Filter, store_for
-from storefront_jobs.embedded import EmbeddedRedis, free_port
+from storefront_jobs.embedded import EmbeddedRedis
 from tests.support.dlq import bulk_load
+from tests.support.flower import running_flower
 
 USER, PASSWORD = "bench", "bench-password"
 _TIMING = re.compile(r"app;dur=([0-9.]+)")
@@ -68,19 +67,6 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def wait_serving(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"flower exited with {proc.returncode}")
-        try:
-            fetch(url + "/dead-letters?queue=none")
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("flower did not serve within 120 s")
-
-
 def cases(client: redis.Redis, entries: int) -> dict[str, str]:
     # The cursor of page 101 of one queue: what "Older" links lead to after 100 clicks.
     url = client.connection_pool.connection_kwargs
@@ -110,25 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         client = redis.Redis.from_url(broker.url)
         print(f"loading {args.entries:,} entries ...", file=sys.stderr)
         bulk_load(client, args.entries, variety=10)
-        port = free_port()
-        env = dict(
-            os.environ,
-            STOREFRONT_JOBS_BROKER_URL=broker.url,
-            STOREFRONT_JOBS_FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}",
-            STOREFRONT_JOBS_DLQ__MAX_ENTRIES=str(args.entries * 2),
-            STOREFRONT_JOBS_DLQ__RETENTION_S=str(10**9),
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "storefront_jobs", "flower", f"--port={port}"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_serving(base, proc)
-            results: dict[str, Any] = {"entries": args.entries, "rss_start_mb": round(rss_mb(proc.pid), 1)}
+        with running_flower(
+            broker.url,
+            out_dir / "flower.log",
+            flower_basic_auth=f"{USER}:{PASSWORD}",
+            dlq__max_entries=str(args.entries * 2),
+            dlq__retention_s=str(10**9),
+        ) as flower:
+            base, pid = flower.url, flower.proc.pid
+            results: dict[str, Any] = {"entries": args.entries, "rss_start_mb": round(rss_mb(pid), 1)}
             pages: dict[str, Any] = {}
             for name, path in cases(client, args.entries).items():
                 fetch(base + path)  # warm: templates compiled, connections open
@@ -139,16 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                     wall.append(w)
                 pages[name] = {"server": summary(server), "wall": summary(wall), "bytes": size}
             results["pages"] = pages
-            results["rss_after_pages_mb"] = round(rss_mb(proc.pid), 1)
+            results["rss_after_pages_mb"] = round(rss_mb(pid), 1)
             _, export_ms, export_bytes = fetch(base + "/dead-letters/export?tenant=tenant-3&format=jsonl")
             results["export_tenth"] = {
                 "wall_s": round(export_ms / 1000, 1),
                 "mb": round(export_bytes / 2**20, 1),
             }
-            results["rss_after_export_mb"] = round(rss_mb(proc.pid), 1)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            results["rss_after_export_mb"] = round(rss_mb(pid), 1)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     print(render(results))
     return 0

@@ -10,11 +10,9 @@ preview, the audit log and the read-only view, saving one PNG per page.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import redis
@@ -23,9 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from storefront_jobs.deadletter.store import RedisDeadLetterStore  # noqa: E402
-from storefront_jobs.embedded import EmbeddedRedis, free_port  # noqa: E402
+from storefront_jobs.embedded import EmbeddedRedis  # noqa: E402
 from tests.support.dlq import make_record  # noqa: E402
-from tests.support.flower import CHROMIUM_ARGS  # noqa: E402
+from tests.support.flower import CHROMIUM_ARGS, running_flower  # noqa: E402
 
 OPERATOR, VIEWER = ("ops", "ops-password"), ("support", "support-password")
 TASKS = [
@@ -53,17 +51,6 @@ def fill(client: redis.Redis) -> None:
             kwargs={"currency": "EUR", "amount_cents": 1990 + i},
         )
         store.add(record)
-
-
-def wait_serving(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/healthcheck", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("flower did not start")
 
 
 def shoot(url: str, out: Path) -> None:
@@ -107,28 +94,15 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with EmbeddedRedis() as broker:
         fill(redis.Redis.from_url(broker.url))
-        port = free_port()
-        env = dict(
-            os.environ,
-            STOREFRONT_JOBS_BROKER_URL=broker.url,
-            STOREFRONT_JOBS_FLOWER_BASIC_AUTH=f"{OPERATOR[0]}:{OPERATOR[1]},{VIEWER[0]}:{VIEWER[1]}",
-            STOREFRONT_JOBS_FLOWER_USER_SCOPES=(
-                f'{{"{OPERATOR[0]}": ["dlq:read", "dlq:replay", "dlq:delete"], "{VIEWER[0]}": ["dlq:read"]}}'
-            ),
-        )
-        flower = subprocess.Popen(
-            [sys.executable, "-m", "storefront_jobs", "flower", f"--port={port}"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_serving(f"http://127.0.0.1:{port}")
-            shoot(f"http://127.0.0.1:{port}", args.out)
-        finally:
-            flower.terminate()
-            flower.wait(30)
+        users = f"{OPERATOR[0]}:{OPERATOR[1]},{VIEWER[0]}:{VIEWER[1]}"
+        scopes = f'{{"{OPERATOR[0]}": ["dlq:read", "dlq:replay", "dlq:delete"], "{VIEWER[0]}": ["dlq:read"]}}'
+        with (
+            tempfile.TemporaryDirectory() as logs,
+            running_flower(
+                broker.url, Path(logs) / "flower.log", flower_basic_auth=users, flower_user_scopes=scopes
+            ) as flower,
+        ):
+            shoot(flower.url, args.out)
     for png in sorted(args.out.glob("flower-*.png")):
         print(png.relative_to(REPO_ROOT))
     return 0

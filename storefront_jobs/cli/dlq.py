@@ -39,6 +39,7 @@ from storefront_jobs.deadletter import (
     transfer,
 )
 from storefront_jobs.deadletter.audit import cli_actor
+from storefront_jobs.deadletter.query import utc_time
 from storefront_jobs.deadletter.store import DeadLetterStore, iter_json
 from storefront_jobs.errors import StorefrontJobsError
 from storefront_jobs.jobs.priorities import Priority
@@ -262,7 +263,7 @@ def stats(ctx: click.Context, fmt: str) -> None:
         console = out.stdout()
         head = {k: v for k, v in data.items() if k not in ("byField", "counters")}
         for bound in ("oldestFailedAt", "newestFailedAt"):
-            head[bound] = out.when(head[bound]) + (" UTC" if head[bound] is not None else "")
+            head[bound] = utc_time(head[bound], " UTC")
         console.print(out.mapping_table(f"DLQ on {_broker(ctx)}", head | {"counters": data["counters"]}))
         for field, counts in data["byField"].items():
             if counts:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -15,16 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from storefront_jobs.broker.keys import lane_name
+from storefront_jobs.deadletter.query import utc_time
 from storefront_jobs.deadletter.record import DeadLetter
 from storefront_jobs.jobs.priorities import Priority
 
 FORMATS = ("table", "json", "jsonl")
-
-
-def when(epoch_s: float | None) -> str:
-    if epoch_s is None:
-        return "-"
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def short(text: str, width: int = 60) -> str:
@@ -73,7 +67,7 @@ def records_table(
     for r in records:
         table.add_row(
             r.execution_id,
-            when(r.failed_at),
+            utc_time(r.failed_at),
             r.priority.name,
             r.queue,
             r.task,
@@ -134,7 +128,7 @@ def audit_table(entries: Sequence[dict[str, Any]]) -> Table:
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(
-            when(e["startedAt"]),
+            utc_time(e["startedAt"]),
             e["action"],
             e["actor"],
             e["source"],

@@ -102,6 +102,13 @@ def parse_time(text: str, now_s: float) -> float:
     return parsed.timestamp()
 
 
+def utc_time(epoch_s: float | None, suffix: str = "") -> str:
+    """A time stamp as operators read it, in UTC to the second (``-`` for none): the inverse of parse_time."""
+    if epoch_s is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + suffix
+
+
 def build_filter(
     *,
     queue: str | None = None,

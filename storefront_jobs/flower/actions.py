@@ -65,6 +65,28 @@ class ActionView(DeadLetterHandler):
             raise web.HTTPError(400, f"confirm the count: tick 'yes, {count} entries' before sending")
         return count
 
+    def render_preview(
+        self,
+        action: str,
+        selection: Selection,
+        count: int,
+        sample: list[DeadLetter],
+        *,
+        target: Priority | None = None,
+        rate: float | None = None,
+    ) -> None:
+        """The preview page of ``action``: its count, a sample, and the confirmation form."""
+        self.render_page(
+            "dlq_preview.html",
+            action=action,
+            selection=selection,
+            count=count,
+            sample=sample,
+            target=target,
+            rate=rate,
+            priorities=list(Priority),
+        )
+
 
 def _replay_request(selection: Selection, **kwargs: Any) -> ReplayRequest:
     if selection.ids:
@@ -90,16 +112,7 @@ class ReplayView(ActionView):
         target, rate = self.target_priority(), self.rate_per_s()
         request = _replay_request(selection, limit=MAX_PER_ACTION, priority=target)
         count, sample = await self.blocking(_preview, self.section.capp, request)
-        self.render_page(
-            "dlq_preview.html",
-            action="replay",
-            selection=selection,
-            count=count,
-            sample=sample,
-            target=target,
-            rate=rate,
-            priorities=list(Priority),
-        )
+        self.render_preview("replay", selection, count, sample, target=target, rate=rate)
 
     @web.authenticated
     async def post(self) -> None:
@@ -135,16 +148,7 @@ class DeleteView(ActionView):
         self.require(DLQ_READ)
         selection = self.selection()
         count, sample = await self.blocking(_delete_preview, self.section.store, selection)
-        self.render_page(
-            "dlq_preview.html",
-            action="delete",
-            selection=selection,
-            count=count,
-            sample=sample,
-            target=None,
-            rate=None,
-            priorities=list(Priority),
-        )
+        self.render_preview("delete", selection, count, sample)
 
     @web.authenticated
     async def post(self) -> None:

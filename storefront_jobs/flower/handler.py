@@ -19,7 +19,6 @@ Safety, enforced here and not in the templates:
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import json
 import time
@@ -34,7 +33,7 @@ from tornado.ioloop import IOLoop
 from storefront_jobs.broker.keys import lane_name
 from storefront_jobs.deadletter.binding import store_for
 from storefront_jobs.deadletter.errors import InvalidFilterError
-from storefront_jobs.deadletter.query import Filter, build_filter
+from storefront_jobs.deadletter.query import Filter, build_filter, utc_time
 from storefront_jobs.deadletter.store import DeadLetterStore
 from storefront_jobs.flower.access import ANONYMOUS, Operator, basic_auth_user, operator_for
 from storefront_jobs.jobs.priorities import Priority
@@ -62,10 +61,8 @@ class Section:
 
 
 def format_time(ts: float | None) -> str:
-    """A time stamp as operators read it: ISO 8601 in UTC, to the second."""
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """A time stamp on a page: the CLI's format, with its zone said (the CLI says it in the column)."""
+    return utc_time(ts, " UTC")
 
 
 def pretty_json(value: Any) -> str:

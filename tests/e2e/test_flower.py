@@ -25,6 +25,7 @@ from tests.support.flower import (
     chromium,
     flower_env,
     run_flower,
+    running_flower,
     stop,
     wait_serving,
 )
@@ -40,15 +41,9 @@ def flower(
     redis_client: redis.Redis[bytes], redis_server: EmbeddedRedis, tmp_path: Path
 ) -> Iterator[FlowerProcess]:
     """Flower with basic auth, on a free port, after the broker database was emptied."""
-    port = free_port()
     log_path = tmp_path / "flower.log"
-    env = flower_env(redis_server.url, flower_basic_auth=f"{USER}:{PASSWORD}")
-    running = FlowerProcess(run_flower(["--port", str(port)], env, log_path), port, log_path)
-    try:
-        wait_serving(running)
+    with running_flower(redis_server.url, log_path, flower_basic_auth=f"{USER}:{PASSWORD}") as running:
         yield running
-    finally:
-        stop(running.proc)
 
 
 def test_without_any_auth_it_refuses_to_start(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
@@ -168,16 +163,10 @@ def test_flower_says_its_monitoring_paths_are_open_and_a_setting_closes_them(
     redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
     # Given the default: open, and said so at start-up
-    port = free_port()
-    env = flower_env(redis_server.url, flower_basic_auth=f"{USER}:{PASSWORD}")
-    default = FlowerProcess(
-        run_flower(["--port", str(port)], env, tmp_path / "a.log"), port, tmp_path / "a.log"
-    )
-    try:
-        wait_serving(default)
+    with running_flower(
+        redis_server.url, tmp_path / "a.log", flower_basic_auth=f"{USER}:{PASSWORD}"
+    ) as default:
         assert default.get("/metrics", auth=None)[0] == 200
-    finally:
-        stop(default.proc)
     assert "/metrics and /healthcheck without credentials" in default.log_text()
     assert "STOREFRONT_JOBS_FLOWER_PROTECT_MONITORING=true" in default.log_text()
 

@@ -18,7 +18,7 @@ import redis
 
 from storefront_jobs.deadletter import Filter
 from storefront_jobs.deadletter.binding import store_for
-from storefront_jobs.embedded import EmbeddedRedis, free_port
+from storefront_jobs.embedded import EmbeddedRedis
 from tests.integration import jobs
 from tests.support.flower import (
     BROWSER_WAIT_MS,
@@ -27,10 +27,7 @@ from tests.support.flower import (
     USER,
     FlowerProcess,
     chromium,
-    flower_env,
-    run_flower,
-    stop,
-    wait_serving,
+    running_flower,
 )
 from tests.support.workers import WorkerFactory, wait_until
 
@@ -45,20 +42,13 @@ SCOPES = {USER: ["dlq:read", "dlq:replay", "dlq:delete"], VIEWER: ["dlq:read"]}
 def flower(
     redis_client: redis.Redis[bytes], redis_server: EmbeddedRedis, tmp_path: Path
 ) -> Iterator[FlowerProcess]:
-    port = free_port()
-    env = flower_env(
+    with running_flower(
         redis_server.url,
+        tmp_path / "flower.log",
         flower_basic_auth=f"{USER}:{PASSWORD},{VIEWER}:{VIEWER_PASSWORD}",
         flower_user_scopes=json.dumps(SCOPES),
-    )
-    running = FlowerProcess(
-        run_flower(["--port", str(port)], env, tmp_path / "flower.log"), port, tmp_path / "flower.log"
-    )
-    try:
-        wait_serving(running)
+    ) as running:
         yield running
-    finally:
-        stop(running.proc)
 
 
 @pytest.fixture

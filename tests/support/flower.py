@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -12,11 +13,13 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from storefront_jobs.embedded import free_port
 from tests.support.workers import REPO_ROOT, wait_until, worker_env
 
 USER, PASSWORD = "admin", "s3cret-pass"
@@ -107,6 +110,19 @@ def wait_serving(flower: FlowerProcess) -> None:
             return False
 
     wait_until(healthy, interval_s=0.1)
+
+
+@contextlib.contextmanager
+def running_flower(broker_url: str, log_path: Path, **settings: str) -> Iterator[FlowerProcess]:
+    """``storefront-jobs flower`` with these settings on a free port, serving; stopped on exit."""
+    port = free_port()
+    proc = run_flower(["--port", str(port)], flower_env(broker_url, **settings), log_path)
+    running = FlowerProcess(proc, port, log_path)
+    try:
+        wait_serving(running)
+        yield running
+    finally:
+        stop(running.proc)
 
 
 def chromium() -> str:
