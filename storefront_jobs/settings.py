@@ -13,6 +13,7 @@ value stops start-up with a message that says what to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -41,6 +42,7 @@ from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy
 from storefront_jobs.scopes import check_scopes
+from storefront_jobs.worker.reservation import Reservation, parse_reservation
 
 ENV_PREFIX = "STOREFRONT_JOBS_"
 CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG_FILE"
@@ -102,6 +104,57 @@ class DlqSettings(_Section):
     retention_s: PositiveInt = 30 * 24 * 3600
 
 
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class AgingSettings(_Section):
+    """Aging: a job that waited longer than its lane's threshold is promoted one lane up.
+
+    A threshold left unset is ``multiple`` times the lane's target latency;
+    0 turns aging off for that lane. CRITICAL has no lane above it; BULK has
+    no target latency, so it ages only when given a threshold.
+    """
+
+    high_s: NonNegativeFloat | None = None
+    default_s: NonNegativeFloat | None = None
+    low_s: NonNegativeFloat | None = None
+    bulk_s: NonNegativeFloat | None = None
+    multiple: Annotated[float, Field(ge=1)] = 10.0
+    #: Seconds between two sweeps of the lanes (by whichever worker holds the aging lease).
+    sweep_interval_s: Annotated[float, Field(gt=0)] = 5.0
+
+    def threshold_s(self, priority: Priority) -> float | None:
+        """Seconds a job of ``priority`` may wait before promotion; ``None``: it is never promoted."""
+        if priority is Priority.CRITICAL:
+            return None
+        given: float | None = getattr(self, f"{priority.label}_s")
+        if given is None:
+            target = priority.target_latency_s
+            given = None if target is None else target * self.multiple
+        return given or None
+
+
+class TenantFairness(_Section):
+    """Lanes whose jobs are taken tenant by tenant (round robin, optionally weighted)."""
+
+    critical: bool = False
+    high: bool = False
+    default: bool = False
+    low: bool = False
+    bulk: bool = False
+    #: Tenant id -> jobs it gets per turn (default 1 for every tenant).
+    weights: dict[str, PositiveInt] = {}
+    #: Per-tenant depth is exported for this many tenants with the most waiting jobs.
+    top_tenants: Annotated[int, Field(ge=0, le=1000)] = 10
+
+    def enabled(self, priority: Priority) -> bool:
+        on: bool = getattr(self, priority.label)
+        return on
+
+    def lanes(self) -> list[Priority]:
+        return [p for p in Priority if self.enabled(p)]
+
+
 class Settings(BaseSettings):
     """Every setting of storefront-jobs, with its default."""
 
@@ -143,6 +196,12 @@ class Settings(BaseSettings):
             "worker_priority_filter", ENV_PREFIX + "WORKER_PRIORITY_FILTER", "WORKER_PRIORITY_FILTER"
         ),
     )
+    #: Processes a multi-lane pool keeps for its urgent lanes, ``CRITICAL,HIGH=1`` (``--reserve``).
+    worker_reserve: Annotated[Reservation | None, NoDecode] = None
+    #: Let reserved processes take lower lanes' jobs while the reserved lanes are empty.
+    worker_lend_reserved: bool = False
+    aging: AgingSettings = AgingSettings()
+    tenant_fairness: TenantFairness = TenantFairness()
     #: Prefetch multiplier of a pool that consumes a single BULK, LOW or DEFAULT
     #: lane; pools that consume several lanes, or CRITICAL/HIGH, never prefetch.
     bulk_prefetch_multiplier: PositiveInt = 4
@@ -177,6 +236,23 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple):
             return sorted({Priority.parse(v) for v in value})
         return value
+
+    @field_validator("worker_reserve", mode="before")
+    @classmethod
+    def _parse_reserve(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_reservation(value) if value.strip() else None
+        return value
+
+    @model_validator(mode="after")
+    def _lend_applies(self) -> Settings:
+        if self.worker_lend_reserved and self.worker_reserve is not None and not self.worker_reserve.lend:
+            object.__setattr__(self, "worker_reserve", dataclasses.replace(self.worker_reserve, lend=True))
+        return self
+
+    def reservation(self) -> Reservation | None:
+        """The pool's reservation with ``worker_lend_reserved`` applied."""
+        return self.worker_reserve
 
     @field_validator("log_level", mode="before")
     @classmethod
