@@ -38,7 +38,7 @@ from bench import report
 from bench.drain import bench_drain, bench_side_by_side
 from bench.enqueue import bench_enqueue
 from bench.harness import Run, percentile
-from bench.latency import bench_latency
+from bench.latency import bench_latency, bench_reserved
 from bench.procs import REPO_ROOT, Children, Producer
 from storefront_jobs.embedded import EmbeddedRedis
 
@@ -47,7 +47,11 @@ PHASES: dict[str, Callable[[Run], dict[str, Any]]] = {
     "drain": bench_drain,
     "side_by_side": bench_side_by_side,
     "latency": bench_latency,
+    # Not part of a plain run (see DEFAULT_PHASES): ``--only reserved``.
+    "reserved": bench_reserved,
 }
+#: The phases a run without ``--only`` measures: the core comparison with bare Celery.
+DEFAULT_PHASES = ("enqueue", "drain", "side_by_side", "latency")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--flood-sleep-s", type=float, default=0.5, help="duration of each BULK job (default 0.5)")
     add("--probes", type=int, default=20, help="CRITICAL probes per flood (default 20)")
     add("--probe-spacing-s", type=float, default=0.15, help="gap between probes (default 0.15)")
+    add("--throughput-jobs", type=int, default=400, help="BULK jobs of the reserved drain (default 400)")
+    add("--throughput-sleep-s", type=float, default=0.05, help="their duration (default 0.05)")
     add("--only", action="append", choices=list(PHASES), help="run only this phase (repeatable)")
     return parser.parse_args(argv)
 
@@ -103,7 +109,7 @@ def git_state() -> str:
 
 def run_phases(run: Run) -> None:
     for name, phase in PHASES.items():
-        if run.args.only and name not in run.args.only:
+        if name not in (run.args.only or DEFAULT_PHASES):
             continue
         print(f"{name} ...", flush=True)
         started = time.monotonic()

@@ -38,18 +38,22 @@ from kombu import Exchange, Queue
 
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.admission import CapacityGate
+from storefront_jobs.broker.fetch import RESERVATION_OPTION, reservation_option
 from storefront_jobs.broker.transport import CAPACITY_OPTION, register_uri_schemes, transport_for
 from storefront_jobs.deadletter.capture import DeadLetterCapture
 from storefront_jobs.deadletter.store import DeadLetterStore, RedisDeadLetterStore
+from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.metrics.pool import JobMetrics
 from storefront_jobs.settings import Settings, get_settings
 from storefront_jobs.worker import signals
+from storefront_jobs.worker.aging import Aging
 from storefront_jobs.worker.callbacks import ExhaustedCallbacks
 from storefront_jobs.worker.heartbeat import WorkerHeartbeat
 from storefront_jobs.worker.hooks import Hook, HookChain
 from storefront_jobs.worker.job_logs import JobLogs
 from storefront_jobs.worker.pausing import LanePausing
+from storefront_jobs.worker.reservation import Reservation
 
 #: Where producers and workers look when no broker is configured (``dev`` sets one).
 FALLBACK_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -63,7 +67,8 @@ def default_hooks(settings: Settings) -> list[Hook]:
     ``on_exhausted`` (or a ``job_exhausted`` receiver) that raises or hangs
     runs after the job is safe; the heartbeat before the pausing, which it
     drives and whose start-up deselection must not change the lanes the
-    pool announces it was started for.
+    pool announces it was started for. The aging sweeper last: it only starts
+    and stops with the pool.
     """
     return [
         JobLogs(),
@@ -72,6 +77,7 @@ def default_hooks(settings: Settings) -> list[Hook]:
         ExhaustedCallbacks(),
         WorkerHeartbeat(),
         LanePausing(),
+        Aging(settings),
     ]
 
 
@@ -220,10 +226,30 @@ def pool_prefetch(priorities: Sequence[Priority], settings: Settings) -> tuple[i
 
 
 def configure_pool(
-    app: Celery, priorities: Sequence[Priority], settings: Settings, imports: Sequence[str] | None = None
+    app: Celery,
+    priorities: Sequence[Priority],
+    settings: Settings,
+    imports: Sequence[str] | None = None,
+    *,
+    reservation: Reservation | None = None,
+    concurrency: int | None = None,
 ) -> None:
-    """Worker-side settings of a pool; called by ``storefront-jobs worker`` before it starts."""
+    """Worker-side settings of a pool; called by ``storefront-jobs worker`` before it starts.
+
+    A ``reservation`` needs the pool's ``concurrency``; it must fit the pool
+    (``Reservation.check_pool``), and reaches the pool's fetch as a transport
+    option. A reserving pool never prefetches: a job fetched ahead would hold
+    a place the rule counts only once the job reaches a process.
+    """
     multiplier, disable = pool_prefetch(priorities, settings)
+    if reservation is not None:
+        if concurrency is None:
+            raise ConfigurationError("a pool with reserved processes needs its concurrency")
+        reservation.check_pool(priorities, concurrency)
+        multiplier, disable = 1, True
+        options = dict(app.conf.broker_transport_options or {})
+        options[RESERVATION_OPTION] = reservation_option(reservation, concurrency)
+        app.conf.broker_transport_options = options
     app.conf.worker_prefetch_multiplier = multiplier
     app.conf.worker_disable_prefetch = disable
     if imports is not None:

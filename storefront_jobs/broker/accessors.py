@@ -53,6 +53,20 @@ def active_request_count() -> int:
     return len(state.active_requests)
 
 
+def reserved_request_lanes() -> list[str]:
+    """The lane of every job this pool holds for a process (``celery.worker.state.reserved_requests``).
+
+    Running, or handed to the pool and waiting for a free process; a job
+    waiting out a retry countdown joins only when its time comes. This is
+    the set Celery's own ``worker_disable_prefetch`` counts.
+    """
+    from celery.worker import state  # noqa: PLC0415 - the worker's own bookkeeping, workers only
+
+    return [
+        str((request.delivery_info or {}).get("routing_key") or "") for request in state.reserved_requests
+    ]
+
+
 def processed_count() -> int:
     """Jobs this worker finished, kept by its main process (``celery.worker.state.total_count``)."""
     from celery.worker import state  # noqa: PLC0415 - the worker's own bookkeeping, workers only

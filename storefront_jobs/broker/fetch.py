@@ -22,6 +22,14 @@ channel that consumes nothing but lanes, with acknowledgements (a worker's),
 fetches this way; any other consumer (a control reply, a foreign queue) gets
 kombu's own BRPOP.
 
+A pool started with reserved processes (``--reserve``,
+:mod:`storefront_jobs.worker.reservation`) narrows the lanes of each fetch to
+the ones the reservation leaves open. While lower lanes are closed, the
+worker also blocks on its own *wake* list (``storefront:wake:<channel>``),
+into which the acknowledgement of a lower-lane job pushes a token: the
+process it held is free, and the next fetch may take a lower lane's job at
+once instead of after the second-long wait.
+
 It also keeps the worker alive when a lane holds something that is not a
 kombu message (``LPUSH p2.default garbage``): kombu would raise out of the
 worker's event loop, the worker would exit and the item would be gone. The
@@ -45,13 +53,45 @@ from kombu.utils.json import loads
 from redis.exceptions import NoScriptError
 
 from storefront_jobs.broker import keys, scripts
+from storefront_jobs.broker.accessors import reserved_request_lanes
 from storefront_jobs.errors import ConfigurationError
+from storefront_jobs.worker.reservation import Reservation, lanes_open
 
 #: Content type of a wrapped list item that was not a kombu message; no worker accepts it.
 WRAPPED_CONTENT_TYPE = "application/x-storefront-undeliverable"
 #: Headers of a wrapped item: why kombu could not read it, and the lane it was popped from.
 WRAP_ERROR_HEADER = "x-storefront-error"
 WRAP_LANE_HEADER = "x-storefront-lane"
+#: Transport option of a pool with reserved processes (written by ``configure_pool``): priorities,
+#: processes, lend, and the pool's concurrency.
+RESERVATION_OPTION = "storefront_reservation"
+#: Seconds a wake list outlives its last token: a worker that died leaves nothing behind for long.
+WAKE_TTL_S = 60
+
+
+def reservation_from_options(options: dict[str, Any] | None) -> tuple[Reservation, int] | None:
+    """The reservation and pool concurrency a transport option describes, or None."""
+    described = (options or {}).get(RESERVATION_OPTION)
+    if not described:
+        return None
+    from storefront_jobs.jobs.priorities import Priority  # noqa: PLC0415 - only for pools with a reservation
+
+    reservation = Reservation(
+        tuple(Priority.parse(p) for p in described["priorities"]),
+        int(described["processes"]),
+        bool(described.get("lend", False)),
+    )
+    return reservation, int(described["concurrency"])
+
+
+def reservation_option(reservation: Reservation, concurrency: int) -> dict[str, Any]:
+    """The transport option describing ``reservation`` on a pool of ``concurrency`` processes."""
+    return {
+        "priorities": [p.name for p in reservation.priorities],
+        "processes": reservation.processes,
+        "lend": reservation.lend,
+        "concurrency": concurrency,
+    }
 
 
 def wrap_list_item(
@@ -78,6 +118,14 @@ def wrap_list_item(
 
 class QoS(kombu_redis.QoS):
     """kombu's, except that a message the fetch script recorded is not recorded a second time."""
+
+    def ack(self, delivery_tag: str) -> None:
+        super().ack(delivery_tag)
+        cast("FetchingChannel", self.channel)._wake_if_gated()
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        super().reject(delivery_tag, requeue)
+        cast("FetchingChannel", self.channel)._wake_if_gated()
 
     def append(self, message: Any, delivery_tag: str) -> None:
         recorded = cast("FetchingChannel", self.channel)._recorded_tags
@@ -112,7 +160,13 @@ class FetchingChannel(kombu_redis.Channel):
         self._no_ack_consumers: dict[str, str] = {}
         #: Tags of fetched messages the script already recorded as unacknowledged, until QoS.append.
         self._recorded_tags: set[str] = set()
+        #: The list an acknowledgement pushes to while lower lanes are closed by the reservation.
+        self._wake_key = keys.wake(uuid.uuid4().hex)
+        #: Whether the command outstanding waits with lower lanes closed (an ack must wake it).
+        self._gated = False
         super().__init__(*args, **kwargs)
+        client = self.connection.client
+        self._reservation = reservation_from_options(client.transport_options if client is not None else None)
         if self.global_keyprefix:
             # The scripts name their keys directly, as do the admission and the DLQ.
             raise ConfigurationError("storefront-jobs' Redis transport does not support global_keyprefix")
@@ -143,6 +197,14 @@ class FetchingChannel(kombu_redis.Channel):
             self._polling = "brpop"
             return
         connection = self.client.connection
+        lanes = self._open_lanes(queues)
+        self._gated = len(lanes) < len(queues)
+        wake = [self._wake_key] if self._gated else []
+        if not lanes:
+            # Every open lane is paused: wait for a process to free up (or the second to pass).
+            self._send_poll(connection, "wait", ["BRPOP", *wake, self.brpop_timeout or 1])
+            return
+        queues = lanes
         if self._fetch_next:
             # kombu's BRPOP order: every queue at priority 0, then at 3, ...
             pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]  # type: ignore[attr-defined]
@@ -153,11 +215,32 @@ class FetchingChannel(kombu_redis.Channel):
             self._polling = "fetch"
         else:
             wait_s = self.brpop_timeout if timeout is None else timeout
-            command = ["BRPOP", *(keys.doorbell(q) for q in queues), wait_s or 0]
+            command = ["BRPOP", *(keys.doorbell(q) for q in queues), *wake, wait_s or 0]
             self._polling = "wait"
+        self._send_poll(connection, self._polling, command)
+
+    def _send_poll(self, connection: Any, polling: str, command: list[Any]) -> None:
+        self._polling = polling
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()
         connection.send_command(*command)
+
+    def _open_lanes(self, queues: list[str]) -> list[str]:
+        """The lanes this fetch may take from: all of them, unless the pool's reservation closes some."""
+        if self._reservation is None:
+            return queues
+        reservation, concurrency = self._reservation
+        return lanes_open(queues, reservation, concurrency=concurrency, busy_lanes=reserved_request_lanes())
+
+    def _wake_if_gated(self) -> None:
+        """A job was acknowledged: if the outstanding wait has lower lanes closed, end it now."""
+        if not self._gated:
+            return
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.lpush(self._wake_key, 1)
+            pipe.expire(self._wake_key, WAKE_TTL_S)
+            pipe.execute()
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu 5.7's own loop step, reading whichever command _brpop_start sent.

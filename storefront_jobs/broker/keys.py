@@ -20,6 +20,31 @@ Storage layout (one Redis database, shared with kombu):
     in the same step (:mod:`storefront_jobs.broker.fetch`). A
     token is only a hint: a worker also looks every second without one, and
     deletes a lane's tokens when it finds the lane empty.
+``storefront:wake:<channel id>``
+    List of wake-up tokens of one worker whose reserved processes close the
+    lower lanes: the acknowledgement of a lower-lane job pushes one, so the
+    worker's wait ends and its next fetch may take a lower lane's job again
+    (:mod:`storefront_jobs.broker.fetch`). Expires a minute after its last token.
+``storefront:fair:<lane>:t:<tenant>``
+    List, the waiting jobs of one tenant in a lane with a fair share per
+    tenant (:mod:`storefront_jobs.broker.tenants`): a first publish or a retry
+    of a job with a ``tenantId`` goes here instead of the lane's plain list,
+    pushed on the left and taken from the right as a lane is. Everything else
+    (jobs without a tenant, kombu's restores, DLQ replays, aging's promotions,
+    foreign producers) waits in the plain list, which takes a turn like a tenant.
+``storefront:fair:<lane>:ring``
+    List of the tenants with jobs waiting in the lane, in turn order: the one
+    at the right end has the turn, and goes to the left end when its turn is
+    over (``LMOVE``); a tenant joins at the left with its first waiting job and
+    leaves when its list empties.
+``storefront:fair:<lane>:tenants``
+    Sorted set, tenant -> jobs waiting in its list: who is on the ring, and
+    the top tenants that ``queues --tenants`` and the metrics show.
+``storefront:fair:<lane>:state``
+    Hash: ``waiting`` (jobs in all the lane's tenant lists, so that a lane's
+    depth stays a few O(1) reads: the depth scripts read it by the ``fair:``
+    prefix), ``taken`` (jobs the tenant at the right end of the ring took in
+    its current turn), ``turns`` (tenant turns since the plain list last had one).
 ``storefront:overflow``
     Hash, priority label -> number of enqueues refused because the lane was
     full. Counted in Redis so that every producer process adds to one number.
@@ -28,6 +53,16 @@ Storage layout (one Redis database, shared with kombu):
     accepted into a lane, counted by the same script that checks capacity
     (no extra round trip); the admin service exports it as
     ``storefront_jobs_job_enqueued_total`` and ``celery_task_sent_total``.
+``storefront:aging:lease``
+    String, the worker node name that sweeps the lanes for aging now; set
+    with ``NX`` and a time to live, renewed only by its holder
+    (:mod:`storefront_jobs.broker.lease`, :mod:`storefront_jobs.worker.aging`).
+``storefront:aging:promoted``, ``storefront:aging:blocked``
+    Hashes, ``<from priority>\t<to priority>`` -> jobs promoted one lane up
+    by aging, and promotions left undone because the lane above was full;
+    counted by the promotion script (:mod:`storefront_jobs.broker.aging`) and
+    exported as ``storefront_jobs_job_promoted_total`` and
+    ``storefront_jobs_job_promotion_blocked_total``.
 ``storefront:workers``
     Hash, worker node name -> JSON heartbeat of a pool (lanes, processes,
     running jobs, time), rewritten every 5 s (:mod:`storefront_jobs.worker.heartbeat`).
@@ -102,6 +137,11 @@ DOORBELL_LAST_INDEX = DOORBELL_MAX - 1
 OVERFLOW_COUNTS = KEY_PREFIX + "overflow"
 #: Hash, ``<priority>\t<job queue>\t<task>\t<producer host>`` -> first enqueues accepted (retries excluded).
 ENQUEUED_COUNTS = KEY_PREFIX + "enqueued"
+#: String, node name of the worker whose aging sweeper holds the lease; see storefront_jobs.broker.lease.
+AGING_LEASE = KEY_PREFIX + "aging:lease"
+#: Hashes, ``<from>\t<to>`` priority labels -> jobs promoted by aging / promotions refused by a full lane.
+PROMOTED_COUNTS = KEY_PREFIX + "aging:promoted"
+PROMOTION_BLOCKED_COUNTS = KEY_PREFIX + "aging:blocked"
 #: Hash, worker node name -> JSON heartbeat (lanes, processes, running jobs, time); see heartbeat.py.
 WORKERS = KEY_PREFIX + "workers"
 #: Set of lane names whose consumption is paused; workers reconcile with it.
@@ -145,9 +185,53 @@ def lane_of_list(name: str, sep: str = KOMBU_SEP) -> str:
     return name.split(sep, 1)[0]
 
 
+def wake(channel_id: str) -> str:
+    """The wake list of one worker channel whose reservation closed lower lanes (see the layout above)."""
+    return f"{KEY_PREFIX}wake:{channel_id}"
+
+
 def doorbell(lane: str) -> str:
     """The list of wake-up tokens of a lane (see the layout above)."""
     return f"{KEY_PREFIX}doorbell:{lane}"
+
+
+# --- A fair share per tenant (storefront_jobs.broker.tenants) ------------------
+
+#: Prefix of every key of a lane's fair share per tenant. ``scripts/lib/lane_depth.lua`` spells it
+#: too: a depth key that starts with it is the lane's state hash, read with HGET, not LLEN.
+FAIR_PREFIX = KEY_PREFIX + "fair:"
+#: Field of a lane's fair state hash: the jobs waiting in its tenant lists (the Lua scripts spell it).
+FAIR_WAITING = "waiting"
+
+
+def tenant_list_prefix(lane: str) -> str:
+    """What every tenant list of ``lane`` starts with; the fetch script appends the tenant id."""
+    return f"{FAIR_PREFIX}{lane}:t:"
+
+
+def tenant_list(lane: str, tenant: str) -> str:
+    """The list of one tenant's waiting jobs in ``lane`` (see the layout above)."""
+    return tenant_list_prefix(lane) + tenant
+
+
+def tenant_ring(lane: str) -> str:
+    """The tenants with waiting jobs in ``lane``, in turn order (see the layout above)."""
+    return f"{FAIR_PREFIX}{lane}:ring"
+
+
+def tenant_counts(lane: str) -> str:
+    """Sorted set, tenant -> its waiting jobs in ``lane`` (see the layout above)."""
+    return f"{FAIR_PREFIX}{lane}:tenants"
+
+
+def fair_state(lane: str) -> str:
+    """Hash of ``lane``'s fair share: waiting, taken, turns (see the layout above)."""
+    return f"{FAIR_PREFIX}{lane}:state"
+
+
+def depth_keys(lane: str) -> list[str]:
+    """Every key a lane's depth is read from: its lists (:func:`lane_lists`) and its fair state hash."""
+    return [*lane_lists(lane), fair_state(lane)]
 
 
 # --- Dead-letter queue -------------------------------------------------------

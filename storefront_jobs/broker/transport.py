@@ -26,6 +26,7 @@ Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from kombu import Connection
@@ -79,6 +80,10 @@ class Channel(FetchingChannel):
         return capacities
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        if keys.priority_of_lane(queue) is not None:
+            # Every push into a lane (first publish, retry, replay batch) records when: aging
+            # measures a job's wait in the lane it waits in (storefront_jobs.broker.aging).
+            envelope.stamp_lane_entry(message, time.time())
         capacities = self._capacities()
         # A caller that hands kombu a batch collects the push instead of sending
         # it (the DLQ replay does, then pushes and removes the entry in one

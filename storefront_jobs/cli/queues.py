@@ -26,7 +26,7 @@ def _priority(ctx: click.Context, param: click.Parameter, value: str) -> Priorit
 
 
 def lane_rows(app: Any, now_s: float) -> list[dict[str, Any]]:
-    """One row per lane: waiting, reserved, oldest age, capacity, paused, consumers."""
+    """One row per lane: waiting, reserved, oldest age, capacity, paused, consumers, processes kept."""
     client = app.redis
     lanes = read_lanes(client)
     paused = pausing.paused_lanes(client)
@@ -46,6 +46,8 @@ def lane_rows(app: Any, now_s: float) -> list[dict[str, Any]]:
                 "paused": lane in paused,
                 "consumers": len(consuming),
                 "processes": sum(b.concurrency for b in consuming),
+                # Processes pools keep for a group of lanes that includes this one (--reserve).
+                "keptProcesses": sum(b.reserves(lane) for b in consuming),
             }
         )
     return rows
@@ -55,7 +57,7 @@ def lane_rows(app: Any, now_s: float) -> list[dict[str, Any]]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 def queues(ctx: click.Context, fmt: str) -> None:
-    """Show every lane: waiting, reserved, oldest age, capacity, paused, consumers."""
+    """Show every lane: waiting, reserved, oldest age, capacity, paused, consumers, processes kept."""
     from storefront_jobs.application import get_default_app  # noqa: PLC0415
 
     label = broker.announce(get_default_app())
@@ -74,6 +76,7 @@ def queues(ctx: click.Context, fmt: str) -> None:
         "paused",
         "consumers",
         "processes",
+        "kept",
         title=f"lanes on {label}",
     )
     for row in rows:
@@ -86,6 +89,7 @@ def queues(ctx: click.Context, fmt: str) -> None:
             "yes" if row["paused"] else "no",
             str(row["consumers"]),
             str(row["processes"]),
+            str(row["keptProcesses"]) if row["keptProcesses"] else "-",
         )
     Console().print(table)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from storefront_jobs.broker import keys
 from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.settings import load_settings
+from storefront_jobs.worker.reservation import Reservation, parse_reservation
 
 
 def worker_argv(
@@ -45,6 +48,17 @@ def worker_argv(
     metavar="MODULES",
     help="Comma-separated modules holding tasks (overrides STOREFRONT_JOBS_IMPORTS).",
 )
+@click.option(
+    "--reserve",
+    metavar="LANES=N",
+    help="Keep N processes for these lanes, e.g. CRITICAL,HIGH=1 (default: STOREFRONT_JOBS_WORKER_RESERVE).",
+)
+@click.option(
+    "--lend-reserved/--no-lend-reserved",
+    default=None,
+    help="Let reserved processes take other lanes' jobs while the reserved lanes are empty "
+    "(default: STOREFRONT_JOBS_WORKER_LEND_RESERVED).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -54,6 +68,8 @@ def worker(
     loglevel: str | None,
     hostname: str | None,
     imports: str | None,
+    reserve: str | None,
+    lend_reserved: bool | None,
 ) -> None:
     """Run a worker pool for some priority lanes; other options go to `celery worker`."""
     from storefront_jobs.application import configure_pool, get_default_app  # noqa: PLC0415
@@ -65,7 +81,20 @@ def worker(
         raise click.BadParameter(str(exc), param_hint="--priorities") from None
     modules = [m.strip() for m in imports.split(",") if m.strip()] if imports is not None else None
     app = get_default_app()
-    configure_pool(app, lanes, settings, modules)
+    lend = settings.worker_lend_reserved if lend_reserved is None else lend_reserved
+    reservation = _reservation(reserve, settings.worker_reserve, lend=lend)
+    pool_size = concurrency or app.conf.worker_concurrency or os.cpu_count() or 1
+    try:
+        configure_pool(
+            app,
+            lanes,
+            settings,
+            modules,
+            reservation=reservation,
+            concurrency=pool_size if reservation else None,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--reserve") from None
     argv = worker_argv(
         lanes,
         concurrency=concurrency,
@@ -75,3 +104,15 @@ def worker(
         extra=tuple(ctx.args),
     )
     app.worker_main(argv)
+
+
+def _reservation(option: str | None, setting: Reservation | None, *, lend: bool) -> Reservation | None:
+    """The pool's reservation: ``--reserve`` over the setting, with lending as chosen."""
+    if option is not None:
+        try:
+            return parse_reservation(option, lend=lend) if option.strip() else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--reserve") from None
+    if setting is None:
+        return None
+    return Reservation(setting.priorities, setting.processes, lend)

@@ -9,6 +9,7 @@ DESIGN.md::
     lastError {type, message, traceback},
     errors [{attempt, type, message, at}],       <- every attempt, oldest first
     reason, enqueuedAt, failedAt, worker, replayOf, replayCount,
+    promotedFrom                                 <- the lane aging promoted it from, or null
     rawMessage                                   <- undecodable entries only
 
 Times are seconds since the epoch (floats), like the ``enqueuedAt`` header.
@@ -115,6 +116,8 @@ class DeadLetter(_Model):
     worker: str | None = None
     replay_of: str | None = None
     replay_count: int = Field(default=0, ge=0)
+    #: The lane aging first promoted the job out of; ``priority`` is the lane it failed in.
+    promoted_from: PriorityName | None = None
     #: Only on ``undecodable`` entries; absent from every other record's JSON.
     raw_message: RawMessage | None = None
 
@@ -202,4 +205,5 @@ def record_from_failure(failure: JobFailure, attempts: list[AttemptError]) -> De
         worker=failure.worker,
         replay_of=str(replay_of) if replay_of else None,
         replay_count=_replay_count(failure.headers),
+        promoted_from=failure.promoted_from,
     )

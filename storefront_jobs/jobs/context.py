@@ -4,16 +4,18 @@ A delivery is one execution attempt of a job: its first run, each retry, a
 run after a lost worker, a replay. For each, :func:`job_context` reads the
 Celery request once and answers every question the platform asks about the
 job: which lane it was sent to, and so its priority; its attempt number; its
-tenant, job queue, enqueue time and replay lineage. Logs, metric labels,
-retry scheduling, the DLQ record and replay all read this one object, so they
-cannot disagree.
+tenant, job queue, enqueue time, replay lineage and the lane aging promoted
+it from. Logs, metric labels, retry scheduling, the DLQ record and replay all
+read this one object, so they cannot disagree.
 
 The rule it encodes: **the lane a job was sent to is its priority
 everywhere**. ``confirm_payment.apply_async(priority=Priority.BULK)`` on a
 CRITICAL task makes that one job a BULK job: it runs on ``p4.bulk``, retries
 on BULK's table (never), counts under ``priority="bulk"``, is dead-lettered as
 BULK and replayed to ``p4.bulk``. The task's declared priority is only the
-default lane of a job sent without one.
+default lane of a job sent without one. A job that aging promoted from LOW
+to DEFAULT (:mod:`storefront_jobs.broker.aging`) is delivered from
+``p2.default`` and is a DEFAULT job the same way; ``promoted_from`` says LOW.
 
 The context is cached on Celery's request object (one per delivery in the
 pool child, one per message in the worker's main process), so building it
@@ -57,6 +59,8 @@ class JobContext:
     headers: Mapping[str, Any]
     #: The worker node that received it, when known.
     worker: str | None
+    #: The priority of the lane aging first promoted this job out of; None for a job never promoted.
+    promoted_from: Priority | None = None
 
     @property
     def lane(self) -> str:
@@ -89,6 +93,15 @@ def _float_or_none(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
+        return None
+
+
+def _priority_or_none(value: Any) -> Priority | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return Priority.parse(value)
+    except ValueError:
         return None
 
 
@@ -129,6 +142,7 @@ def build_job_context(
         replay_count=int(replay_count) if isinstance(replay_count, int | float | str) else 0,
         headers=headers,
         worker=getattr(request, "hostname", None),
+        promoted_from=_priority_or_none(headers.get(envelope.PROMOTED_FROM)),
     )
 
 

@@ -19,14 +19,30 @@ PRIORITY = "priority"
 ATTEMPT = "attempt"
 REPLAY_OF = "replayOf"
 REPLAY_COUNT = "replayCount"
+#: The priority name of the lane a job was first promoted out of by aging (storefront_jobs.broker.aging).
+PROMOTED_FROM = "promotedFrom"
+#: Unix seconds when the message entered the lane it waits in: stamped by the transport on every
+#: push into a lane (a retry and a promotion too), so that aging measures the wait in that lane.
+LANE_SINCE = "laneSince"
 
 #: Headers of Celery's task protocol (version 2) that storefront-jobs reads.
 TASK_ID = "id"
 TASK_NAME = "task"
 RETRIES = "retries"
+#: When a retry is due (ISO 8601), or None; aging counts a retry as waiting only from then on.
+ETA = "eta"
 
 #: Every header this module owns, in the order logs and DLQ records show them.
-STAMPED_HEADERS = (ENQUEUED_AT, TENANT_ID, JOB_QUEUE, PRIORITY, ATTEMPT, REPLAY_OF, REPLAY_COUNT)
+STAMPED_HEADERS = (
+    ENQUEUED_AT,
+    TENANT_ID,
+    JOB_QUEUE,
+    PRIORITY,
+    ATTEMPT,
+    REPLAY_OF,
+    REPLAY_COUNT,
+    PROMOTED_FROM,
+)
 
 
 def stamp(
@@ -48,6 +64,18 @@ def stamp(
     if priority is not None:
         headers[PRIORITY] = priority.name
     headers[ATTEMPT] = attempt_of(headers.get(RETRIES))
+
+
+def stamp_lane_entry(message: MutableMapping[str, Any], now_s: float) -> None:
+    """Record in a kombu message about to be pushed into a lane when it entered it (``laneSince``).
+
+    Called by the transport on every push into a lane, after the producer's
+    ``before_task_publish``: a retry is pushed with its first enqueue's
+    ``enqueuedAt``, and aging must count its wait in the lane from this push.
+    """
+    headers = message.get("headers")
+    if isinstance(headers, MutableMapping):
+        headers[LANE_SINCE] = now_s
 
 
 def attempt_of(retries: Any) -> int:

@@ -91,6 +91,8 @@ class JobFailure:
     enqueued_at: float | None
     failed_at: float
     worker: str | None
+    #: The lane aging first promoted the job out of (its record's ``promotedFrom``), if it was.
+    promoted_from: Priority | None = None
 
 
 def build_failure(
@@ -125,4 +127,5 @@ def build_failure(
         enqueued_at=job.enqueued_at_s,
         failed_at=now_s,
         worker=job.worker,
+        promoted_from=job.promoted_from,
     )

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.admission import parse_enqueued_field
+from storefront_jobs.broker.aging import read_counts
 from storefront_jobs.broker.snapshot import LaneState, read_lanes
 from storefront_jobs.jobs.priorities import Priority
 from storefront_jobs.metrics.definitions import BROKER_METRICS
@@ -57,6 +58,7 @@ class BrokerCollector:
         yield from self._lanes(lanes, {m.decode() for m in paused_raw}, now_s)
         yield from self._producers(overflow_raw, enqueued_raw)
         yield from self._workers(workers, now_s)
+        yield from self._aging()
         known_queues = {parsed[1] for f in enqueued_raw if (parsed := parse_enqueued_field(f.decode()))}
         yield from self._dlq(known_queues)
 
@@ -104,7 +106,9 @@ class BrokerCollector:
         pools_f = _family("storefront_jobs_workers", labels=("priority",))
         active_workers_f = _family("celery_active_worker_count", labels=("queue_name",))
         processes_f = _family("celery_active_process_count", labels=("queue_name",))
+        kept_f = _family("storefront_jobs_reserved_processes", labels=("priority",))
         pools: Tally[str] = Tally()
+        kept: Tally[str] = Tally()
         processes: Tally[str] = Tally()
         up_by_host: dict[str, int] = {}
         for beat in workers:
@@ -114,6 +118,7 @@ class BrokerCollector:
                 for lane in beat.lanes:
                     pools[lane] += 1
                     processes[lane] += beat.concurrency
+                    kept[lane] += beat.reserves(lane)
         for host, up in sorted(up_by_host.items()):
             up_f.add_metric([host], up)
         for priority in Priority:
@@ -121,7 +126,22 @@ class BrokerCollector:
             pools_f.add_metric([priority.label], pools.get(lane, 0))
             active_workers_f.add_metric([lane], pools.get(lane, 0))
             processes_f.add_metric([lane], processes.get(lane, 0))
-        yield from (up_f, pools_f, active_workers_f, processes_f)
+            kept_f.add_metric([priority.label], kept.get(lane, 0))
+        yield from (up_f, pools_f, active_workers_f, processes_f, kept_f)
+
+    def _aging(self) -> Iterator[Metric]:
+        promoted, blocked = read_counts(self._client)
+        promoted_f = _family("storefront_jobs_job_promoted", labels=("from", "to"))
+        blocked_f = _family("storefront_jobs_job_promotion_blocked", labels=("from", "to"))
+        # Every step (bulk->low ... high->critical), 0 until its first promotion, so rate() has a series.
+        for source in Priority:
+            if source is Priority.CRITICAL:
+                continue
+            step = (source, Priority(source - 1))
+            labels = [step[0].label, step[1].label]
+            promoted_f.add_metric(labels, promoted.get(step, 0))
+            blocked_f.add_metric(labels, blocked.get(step, 0))
+        yield from (promoted_f, blocked_f)
 
     def _dlq(self, known_queues: set[str]) -> Iterator[Metric]:
         if self._dlq_stats is None:

@@ -184,12 +184,21 @@ BROKER_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("queue", "priority")),
     PREFIX + "queue_overflow": (
         "counter", "Enqueues refused because the lane was at capacity.", ("priority",)),
+    PREFIX + "job_promoted": (
+        "counter", "Jobs promoted one lane up by aging, from the lane they waited in to the one above.",
+        ("from", "to")),
+    PREFIX + "job_promotion_blocked": (
+        "counter", "Due promotions left undone because the lane above was full (each job, each sweep).",
+        ("from", "to")),
     PREFIX + "dlq_depth": ("gauge", "Entries in the dead-letter queue.", ("queue",)),
     PREFIX + "dlq_added": ("counter", "Entries added to the dead-letter queue, by reason.", ("reason",)),
     PREFIX + "dlq_removed": (
         "counter", "Entries removed from the dead-letter queue (replayed, purged, trimmed, expired).",
         ("action",)),
     PREFIX + "workers": ("gauge", "Worker pools alive that consume a lane.", ("priority",)),
+    PREFIX + "reserved_processes": (
+        "gauge", "Processes that pools alive keep for a group of lanes including this one (--reserve).",
+        ("priority",)),
     PREFIX + "lane_paused": ("gauge", "1 while consumption of a lane is paused.", ("priority",)),
     "celery_task_sent": (
         "counter", "Sent when a task message is published.", ("name", "hostname", "queue_name")),

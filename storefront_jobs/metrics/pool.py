@@ -29,6 +29,7 @@ from typing import Any
 
 from celery.utils.nodenames import nodesplit
 
+from storefront_jobs.broker.fetch import reservation_from_options
 from storefront_jobs.jobs.context import JobContext
 from storefront_jobs.jobs.failures import JobFailure
 from storefront_jobs.metrics.timing import wait_time_s
@@ -108,7 +109,8 @@ class JobMetrics(Hook):
         self._seen.clear()
         self._children.clear()
         hostname = str(getattr(worker, "hostname", "") or "").split("@", 1)[-1]
-        self._server = serve_pool_metrics(self._settings, hostname)
+        reserved = reservation_from_options(worker.app.conf.broker_transport_options)
+        self._server = serve_pool_metrics(self._settings, hostname, reserved[0] if reserved else None)
 
     def worker_shutdown(self, worker: Any) -> None:
         server, self._server = self._server, None

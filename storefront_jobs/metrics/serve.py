@@ -14,6 +14,7 @@ from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from storefront_jobs.broker.accessors import active_request_count
 from storefront_jobs.settings import Settings
+from storefront_jobs.worker.reservation import Reservation
 
 logger = logging.getLogger("storefront_jobs.metrics")
 
@@ -74,10 +75,16 @@ def serve_in_thread(
 
 
 class ActiveTasksCollector:
-    """``celery_worker_tasks_active``: jobs this pool is running now, read at scrape time."""
+    """What a pool's main process knows now, read at scrape time.
 
-    def __init__(self, hostname: str) -> None:
+    ``celery_worker_tasks_active`` (jobs running), and for a pool with reserved
+    processes ``storefront_jobs_pool_reserved_processes{priority}`` (processes
+    kept for a group of lanes that includes this one, as ``--reserve`` set it).
+    """
+
+    def __init__(self, hostname: str, reservation: Reservation | None = None) -> None:
         self._hostname = hostname
+        self._reservation = reservation
 
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
@@ -89,9 +96,20 @@ class ActiveTasksCollector:
         )
         family.add_metric([self._hostname], active_request_count())
         yield family
+        if self._reservation is not None:
+            reserved = GaugeMetricFamily(
+                "storefront_jobs_pool_reserved_processes",
+                "Processes this pool keeps for a group of lanes that includes this one (--reserve).",
+                labels=["priority"],
+            )
+            for priority in self._reservation.priorities:
+                reserved.add_metric([priority.label], self._reservation.processes)
+            yield reserved
 
 
-def serve_pool_metrics(settings: Settings, hostname: str) -> ThreadingWSGIServer | None:
+def serve_pool_metrics(
+    settings: Settings, hostname: str, reservation: Reservation | None = None
+) -> ThreadingWSGIServer | None:
     """In a pool's main process: serve the sum of the multiprocess files on METRICS_PORT (0: not at all)."""
     if not settings.metrics_port:
         return None
@@ -99,6 +117,6 @@ def serve_pool_metrics(settings: Settings, hostname: str) -> ThreadingWSGIServer
 
     registry = CollectorRegistry(support_collectors_without_names=True)
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(ActiveTasksCollector(hostname))
+    registry.register(ActiveTasksCollector(hostname, reservation))
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     return serve_in_thread(registry, settings.metrics_port, token)

@@ -24,7 +24,9 @@ import redis
 
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.accessors import active_request_count, processed_count
+from storefront_jobs.broker.fetch import reservation_from_options
 from storefront_jobs.worker.hooks import Hook, HookChain
+from storefront_jobs.worker.reservation import Reservation
 
 logger = logging.getLogger("storefront_jobs.worker.heartbeat")
 
@@ -48,6 +50,15 @@ class WorkerBeat:
     consuming: list[str] = dataclasses.field(default_factory=list)
     #: Jobs finished (any outcome) since the pool started; `capacity` derives throughput from it.
     processed: int = 0
+    #: Lanes the pool keeps ``reserved_processes`` processes for (``--reserve``); empty: none.
+    reserved_lanes: list[str] = dataclasses.field(default_factory=list)
+    reserved_processes: int = 0
+    #: Whether those processes take other lanes' jobs while the reserved lanes are empty.
+    lend_reserved: bool = False
+
+    def reserves(self, lane: str) -> int:
+        """Processes this pool keeps for a group of lanes that includes ``lane``."""
+        return self.reserved_processes if lane in self.reserved_lanes else 0
 
     @property
     def hostname(self) -> str:
@@ -96,6 +107,7 @@ class Heartbeat:
         consuming: Callable[[], list[str]] | None = None,
         processed: Callable[[], int] | None = None,
         on_beat: Callable[[], None] | None = None,
+        reservation: Reservation | None = None,
     ) -> None:
         self._client = client
         self._nodename = nodename
@@ -106,6 +118,7 @@ class Heartbeat:
         self._processed = processed or (lambda: 0)
         # Runs after each beat in the heartbeat thread (the pause reconciler).
         self._on_beat = on_beat
+        self._reservation = reservation
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="storefront-heartbeat", daemon=True)
 
@@ -119,6 +132,9 @@ class Heartbeat:
             at_s=time.time(),
             consuming=self._consuming(),
             processed=self._processed(),
+            reserved_lanes=sorted(self._reservation.lanes) if self._reservation else [],
+            reserved_processes=self._reservation.processes if self._reservation else 0,
+            lend_reserved=bool(self._reservation and self._reservation.lend),
         )
         self._client.hset(keys.WORKERS, self._nodename, beat.encode())
 
@@ -145,6 +161,12 @@ class Heartbeat:
             self._client.hdel(keys.WORKERS, self._nodename)
         except redis.RedisError as exc:
             logger.warning("could not remove the heartbeat of %s: %s", self._nodename, exc)
+
+
+def pool_reservation(app: Any) -> Reservation | None:
+    """The reservation a pool was started with (``--reserve``), or None."""
+    reserved = reservation_from_options(app.conf.broker_transport_options)
+    return reserved[0] if reserved else None
 
 
 def consumed_lanes(app: Any) -> list[str]:
@@ -187,6 +209,7 @@ class WorkerHeartbeat(Hook):
             consuming=lambda: consumed_lanes(app),
             processed=processed_count,
             on_beat=(lambda: chain.emit("heartbeat", consumer)) if chain is not None else None,
+            reservation=pool_reservation(app),
         )
         try:
             heartbeat.start()

@@ -95,6 +95,21 @@ def urgent(n: int) -> None:
     _record("test:starts:order", kind="critical", n=n)
 
 
+@priority_task(Priority.BULK, queue="archive")
+def gated_bulk(n: int, gate: str) -> None:
+    """Holds its process until the test sets ``gate``: a BULK job whose end the test decides."""
+    _record("test:spans", kind="bulk", n=n, edge="start", pid=os.getpid())
+    client = _redis()
+    while not client.exists(gate):
+        time.sleep(0.01)
+    _record("test:spans", kind="bulk", n=n, edge="end", pid=os.getpid())
+
+
+@priority_task(Priority.CRITICAL, queue="payments.webhooks")
+def stamped_urgent(n: int, sent_at: float) -> None:
+    _record("test:spans", kind="critical", n=n, edge="start", sent_at=sent_at, pid=os.getpid())
+
+
 @priority_task(Priority.DEFAULT, queue="reporting.refresh")
 def noop(n: int) -> int:
     return n

@@ -110,6 +110,11 @@ DEPTH = load("depth")
 ROOM = load("room")
 #: The reliable fetch, sent raw by the worker's channel.
 FETCH = load("fetch")
+#: Aging (storefront_jobs.broker.aging): one waiting job moved one lane up, capacity checked.
+AGING_PROMOTE = load("aging/promote")
+#: A lease held by one process at a time (storefront_jobs.broker.lease): take or renew, and give up.
+LEASE_HOLD = load("lease/hold")
+LEASE_RELEASE = load("lease/release")
 #: The DLQ store's operations (storefront_jobs.deadletter.store).
 DLQ_ADD = load("dlq/add")
 DLQ_TRIM = load("dlq/trim")
