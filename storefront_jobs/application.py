@@ -39,6 +39,7 @@ from kombu import Exchange, Queue
 from storefront_jobs.broker import keys
 from storefront_jobs.broker.admission import CapacityGate
 from storefront_jobs.broker.fetch import RESERVATION_OPTION, reservation_option
+from storefront_jobs.broker.tenants import FAIRNESS_OPTION, fairness_option
 from storefront_jobs.broker.transport import CAPACITY_OPTION, register_uri_schemes, transport_for
 from storefront_jobs.deadletter.capture import DeadLetterCapture
 from storefront_jobs.deadletter.store import DeadLetterStore, RedisDeadLetterStore
@@ -150,6 +151,8 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "health_check_interval": 25,
         # Read by storefront_jobs.broker.transport, which checks capacity inside the publish.
         CAPACITY_OPTION: {keys.lane_name(p): settings.capacity(p) for p in Priority},
+        # Read by the transport (which lanes' tenant jobs go to tenant lists) and the fetch (weights).
+        FAIRNESS_OPTION: fairness_option(settings.tenant_fairness),
     }
 
 

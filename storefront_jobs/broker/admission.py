@@ -1,8 +1,9 @@
 """Lane capacity: refuse an enqueue into a full lane instead of letting Redis grow.
 
 The rule is written once, in Lua (``scripts/lib/admission.lua``): a lane whose
-lists (the plain list and kombu's priority sub-lists) hold ``capacity`` or
-more messages is full; a refusal is counted per priority in
+lists (the plain list, kombu's priority sub-lists and, for a fair share per
+tenant, its tenant lists: :func:`keys.depth_keys`) hold ``capacity`` or more
+messages is full; a refusal is counted per priority in
 ``storefront:overflow`` and an admitted job per label set in
 ``storefront:enqueued``, in the same round trip. Three scripts apply it:
 
@@ -54,7 +55,7 @@ def parse_enqueued_field(field: str) -> tuple[str, str, str, str] | None:
 
 
 _ADMIT_KEYS = {
-    p: (*keys.lane_lists(keys.lane_name(p)), keys.OVERFLOW_COUNTS, keys.ENQUEUED_COUNTS) for p in Priority
+    p: (*keys.depth_keys(keys.lane_name(p)), keys.OVERFLOW_COUNTS, keys.ENQUEUED_COUNTS) for p in Priority
 }
 
 
@@ -101,13 +102,13 @@ class CapacityGate:
         """Jobs the lane can still take, or :class:`QueueOverflowError` (counted) when it is full."""
         capacity = self._settings.capacity(priority)
         lane = keys.lane_name(priority)
-        script_keys = [*keys.lane_lists(lane), keys.OVERFLOW_COUNTS]
+        script_keys = [*keys.depth_keys(lane), keys.OVERFLOW_COUNTS]
         reply = scripts.ROOM(self._client, script_keys, [capacity, priority.label])
         return capacity - depth_or_refuse(reply, lane, capacity)
 
     def depth(self, priority: Priority) -> int:
-        """Waiting jobs of a lane, over all of its Redis lists."""
-        return int(scripts.DEPTH(self._client, keys.lane_lists(keys.lane_name(priority))))
+        """Waiting jobs of a lane, over all of its Redis lists (its tenant lists included)."""
+        return int(scripts.DEPTH(self._client, keys.depth_keys(keys.lane_name(priority))))
 
     def overflow_counts(self) -> dict[Priority, int]:
         """Refused enqueues per priority since the counter was created."""

@@ -264,7 +264,8 @@ def sweep(
         scripts.AGING_PROMOTE(
             pipe,
             [
-                *keys.lane_lists(target_lane),
+                # The capacity check reads the whole depth: a fair lane's tenant lists too.
+                *keys.depth_keys(target_lane),
                 promotion.list_name,
                 target_lane,
                 keys.doorbell(target_lane),

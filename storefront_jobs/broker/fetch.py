@@ -22,6 +22,10 @@ channel that consumes nothing but lanes, with acknowledgements (a worker's),
 fetches this way; any other consumer (a control reply, a foreign queue) gets
 kombu's own BRPOP.
 
+Where a lane's first list is, the script also takes the lane's tenant lists,
+tenant by tenant (a fair share per tenant, :mod:`storefront_jobs.broker.tenants`),
+so a lane with tenants waiting costs no extra round trip.
+
 A pool started with reserved processes (``--reserve``,
 :mod:`storefront_jobs.worker.reservation`) narrows the lanes of each fetch to
 the ones the reservation leaves open. While lower lanes are closed, the
@@ -52,7 +56,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError
 
-from storefront_jobs.broker import keys, scripts
+from storefront_jobs.broker import keys, scripts, tenants
 from storefront_jobs.broker.accessors import reserved_request_lanes
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.worker.reservation import Reservation, lanes_open
@@ -167,6 +171,8 @@ class FetchingChannel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         client = self.connection.client
         self._reservation = reservation_from_options(client.transport_options if client is not None else None)
+        #: The fetch script's (tenant, jobs per turn) pairs: settings.tenant_fairness.weights.
+        self._tenant_weights = tenants.weight_args(client.transport_options if client is not None else None)
         if self.global_keyprefix:
             # The scripts name their keys directly, as do the admission and the DLQ.
             raise ConfigurationError("storefront-jobs' Redis transport does not support global_keyprefix")
@@ -211,6 +217,10 @@ class FetchingChannel(kombu_redis.Channel):
             script_keys = [*(name for name, _ in pairs), self.unacked_key, self.unacked_index_key]
             script_keys += [keys.doorbell(q) for q in queues]
             args = [repr(time.time()), len(pairs), *(q for _, q in pairs)]
+            # Each lane's tenant lists, taken in turn at its first list (storefront_jobs.broker.tenants).
+            fair_keys, fair_args = tenants.fetch_part(queues, self._tenant_weights)
+            script_keys += fair_keys
+            args += fair_args
             command = scripts.FETCH.command(script_keys, args, cached=self._fetch_loaded)
             self._polling = "fetch"
         else:

@@ -2,7 +2,12 @@
 
 A few pipelined calls: ``LLEN`` and the oldest message (``LINDEX -1``: kombu
 pushes on the left and pops on the right) of every list of every lane, and
-one pass over kombu's ``unacked`` hash for the jobs held by workers.
+one pass over kombu's ``unacked`` hash for the jobs held by workers. A lane
+with a fair share per tenant adds the jobs of its tenant lists to its depth
+(one read of its state hash) and, to the age of its oldest job, the oldest of
+the :data:`~storefront_jobs.broker.tenants.OLDEST_TENANTS_READ` tenants with
+the most waiting jobs (one more round trip, only while tenants wait): bounded
+whatever the number of tenants, so that age is a lower bound there.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections import Counter as Tally
 
 import redis
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import keys, tenants
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.priorities import Priority
 
@@ -21,7 +26,7 @@ from storefront_jobs.jobs.priorities import Priority
 @dataclasses.dataclass(frozen=True)
 class LaneState:
     priority: Priority
-    #: Jobs waiting, over every Redis priority sub-list of the lane.
+    #: Jobs waiting, over every Redis priority sub-list of the lane and its tenant lists.
     depth: int
     #: Jobs held by workers: running, prefetched, or waiting out a retry countdown.
     reserved: int
@@ -68,16 +73,18 @@ def read_lanes(client: redis.Redis[bytes]) -> dict[Priority, LaneState]:
     pipe.hvals(keys.KOMBU_UNACKED)
     results = pipe.execute()
     reserved = reserved_by_lane(results[-1])
+    fair = tenants.read_tenants(client, tenants.OLDEST_TENANTS_READ)
+    tails = tenants.read_tails(client, fair)
     states: dict[Priority, LaneState] = {}
     position = 0
     for priority, names in lists.items():
-        depth, oldest = 0, None
+        depth = fair[priority].waiting
+        stamps = [enqueued_at_of(raw) for raw in tails[priority]]
         for _ in names:
             length, tail = results[position], results[position + 1]
             position += 2
             depth += int(length)
-            stamp = enqueued_at_of(tail)
-            if stamp is not None and (oldest is None or stamp < oldest):
-                oldest = stamp
+            stamps.append(enqueued_at_of(tail))
+        oldest = min((stamp for stamp in stamps if stamp is not None), default=None)
         states[priority] = LaneState(priority, depth, reserved.get(keys.lane_name(priority), 0), oldest)
     return states

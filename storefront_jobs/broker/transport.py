@@ -13,6 +13,11 @@ caller's publish batch (the DLQ replay checks capacity itself). The refusal is a
 :class:`QueueOverflowError` raised out of kombu's publish, which does not
 retry it (it is neither a connection nor a channel error).
 
+In a lane with a fair share per tenant (``settings.tenant_fairness``), a first
+publish or a retry of a job with a ``tenantId`` goes to its tenant's list
+instead, by the same kind of script (``scripts/tenants/``), and ``_size`` and
+``_purge`` count and delete those lists too (:mod:`storefront_jobs.broker.tenants`).
+
 Workers take messages with a reliable fetch (:mod:`storefront_jobs.broker.fetch`,
 which :class:`Channel` extends); every push here also rings the lane's
 doorbell there (a retry's push is ``scripts/push.lua``). The kombu methods
@@ -34,7 +39,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from storefront_jobs.broker import keys, scripts
+from storefront_jobs.broker import keys, scripts, tenants
 from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
 from storefront_jobs.broker.fetch import FetchingChannel
 from storefront_jobs.jobs import envelope
@@ -104,12 +109,50 @@ class Channel(FetchingChannel):
             _HOST,
         )
         script_keys, args = admission_call(priority, capacities[queue], field)
+        tenant = self._fair_tenant(queue, message)
+        if tenant is not None:
+            # A fair lane: onto the tenant's list, the capacity check still over the whole lane.
+            reply = scripts.TENANT_ADMIT_AND_PUSH(
+                self._admission_client(),
+                [*script_keys, *tenants.push_keys(queue, tenant)],
+                [*args, dumps(message), keys.DOORBELL_LAST_INDEX, tenant],
+            )
+            depth_or_refuse(reply, queue, capacities[queue])
+            return
         reply = scripts.ADMIT_AND_PUSH(
             self._admission_client(),
             [*script_keys, self._target_list(queue, message), keys.doorbell(queue)],
             [*args, dumps(message), keys.DOORBELL_LAST_INDEX],
         )
         depth_or_refuse(reply, queue, capacities[queue])
+
+    def _fair_tenant(self, queue: str, message: dict[str, Any]) -> str | None:
+        """The tenant whose list this push goes to, or None for the lane's own lists.
+
+        Only a lane this process publishes fairly (``settings.tenant_fairness``),
+        a job with a tenant, and kombu's priority 0: a foreign producer's message
+        priority keeps its sub-list, which the fetch takes after every lane's first list.
+        """
+        client = self.connection.client
+        if queue not in tenants.fair_lanes(client.transport_options if client is not None else None):
+            return None
+        if self._target_list(queue, message) != queue:
+            return None
+        return tenants.tenant_of(message)
+
+    def _size(self, queue: str) -> int:
+        # kombu counts the lane's lists (queue_declare's message count); a fair lane holds more.
+        size = int(super()._size(queue))
+        if keys.priority_of_lane(queue) is None:
+            return size
+        return size + tenants.waiting(self._admission_client(), queue)
+
+    def _purge(self, queue: str) -> int:
+        # `celery purge`: kombu deletes the lane's lists; the tenant lists and their counts go too.
+        purged = int(super()._purge(queue))
+        if keys.priority_of_lane(queue) is None:
+            return purged
+        return purged + tenants.purge(self._admission_client(), queue)
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         # kombu's Channel.close drops the channel's connection pools, then
@@ -130,6 +173,15 @@ class Channel(FetchingChannel):
 
     def _push_and_ring(self, queue: str, message: dict[str, Any]) -> None:
         """Push a message that needs no admission (a retry) into its lane and ring the lane's doorbell."""
+        tenant = self._fair_tenant(queue, message)
+        if tenant is not None:
+            # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
+            scripts.TENANT_PUSH(
+                self._admission_client(),
+                tenants.push_keys(queue, tenant),
+                [dumps(message), keys.DOORBELL_LAST_INDEX, tenant],
+            )
+            return
         scripts.PUSH(
             self._admission_client(),
             [self._target_list(queue, message), keys.doorbell(queue)],

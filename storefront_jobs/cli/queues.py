@@ -1,4 +1,9 @@
-"""``storefront-jobs queues``: the lanes at a glance, and pausing or resuming one on every worker."""
+"""``storefront-jobs queues``: the lanes at a glance, and pausing or resuming one on every worker.
+
+``--tenants`` shows instead, for each lane with a fair share per tenant or with
+jobs in tenant lists, the tenants with the most waiting jobs
+(:mod:`storefront_jobs.broker.tenants`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import keys, tenants
 from storefront_jobs.broker.snapshot import read_lanes
 from storefront_jobs.cli import broker
 from storefront_jobs.jobs.priorities import Priority
@@ -53,15 +58,79 @@ def lane_rows(app: Any, now_s: float) -> list[dict[str, Any]]:
     return rows
 
 
+#: ``--top 0``: every tenant (the read is still one pipelined ZREVRANGE per lane).
+TENANTS_ALL = 1_000_000
+
+
+def tenant_rows(app: Any, top: int) -> list[dict[str, Any]]:
+    """One row per lane that is fair or holds tenant jobs: its tenants, the ``top`` ones (0: all)."""
+    client = app.redis
+    lanes = read_lanes(client)
+    fairness = app.storefront_settings.tenant_fairness
+    rows = []
+    for priority, side in tenants.read_tenants(client, top or TENANTS_ALL).items():
+        if not (fairness.enabled(priority) or side.tenants):
+            continue
+        shown = sum(n for _, n in side.top)
+        rows.append(
+            {
+                "lane": keys.lane_name(priority),
+                "priority": priority.name,
+                "fair": fairness.enabled(priority),
+                "tenants": side.tenants,
+                # Jobs in the lane's own lists: without a tenant, restored, replayed, promoted.
+                "withoutTenant": max(0, lanes[priority].depth - side.waiting),
+                "top": [{"tenant": tenant, "waiting": n} for tenant, n in side.top],
+                "otherTenantsWaiting": max(0, side.waiting - shown),
+            }
+        )
+    return rows
+
+
+def _print_tenants(rows: list[dict[str, Any]], label: str) -> None:
+    table = Table("lane", "tenant", "waiting", title=f"waiting jobs per tenant on {label}")
+    for row in rows:
+        lane = row["lane"] + ("" if row["fair"] else " (fairness off)")
+        for entry in row["top"]:
+            table.add_row(lane, entry["tenant"], str(entry["waiting"]))
+            lane = ""
+        hidden = row["tenants"] - len(row["top"])
+        if hidden:
+            table.add_row(lane, f"({hidden} more tenants)", str(row["otherTenantsWaiting"]))
+            lane = ""
+        table.add_row(lane, "(no tenant)", str(row["withoutTenant"]))
+    Console().print(table)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--tenants",
+    "per_tenant",
+    is_flag=True,
+    help="Show the waiting jobs per tenant of the lanes with a fair share per tenant instead.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="With --tenants: the tenants shown per lane, those with the most waiting jobs (0: all).",
+)
 @click.pass_context
-def queues(ctx: click.Context, fmt: str) -> None:
+def queues(ctx: click.Context, fmt: str, per_tenant: bool, top: int) -> None:
     """Show every lane: waiting, reserved, oldest age, capacity, paused, consumers, processes kept."""
     from storefront_jobs.application import get_default_app  # noqa: PLC0415
 
     label = broker.announce(get_default_app())
     if ctx.invoked_subcommand is not None:
+        return
+    if per_tenant:
+        tenant_table = tenant_rows(get_default_app(), top)
+        if fmt == "json":
+            click.echo(json.dumps(tenant_table, indent=2))
+        else:
+            _print_tenants(tenant_table, label)
         return
     rows = lane_rows(get_default_app(), time.time())
     if fmt == "json":

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import keys, tenants
 from storefront_jobs.broker.admission import parse_enqueued_field
 from storefront_jobs.broker.aging import read_counts
 from storefront_jobs.broker.snapshot import LaneState, read_lanes
@@ -59,6 +59,7 @@ class BrokerCollector:
         yield from self._producers(overflow_raw, enqueued_raw)
         yield from self._workers(workers, now_s)
         yield from self._aging()
+        yield from self._tenants()
         known_queues = {parsed[1] for f in enqueued_raw if (parsed := parse_enqueued_field(f.decode()))}
         yield from self._dlq(known_queues)
 
@@ -142,6 +143,19 @@ class BrokerCollector:
             promoted_f.add_metric(labels, promoted.get(step, 0))
             blocked_f.add_metric(labels, blocked.get(step, 0))
         yield from (promoted_f, blocked_f)
+
+    def _tenants(self) -> Iterator[Metric]:
+        limit = self._settings.tenant_fairness.top_tenants
+        lanes = tenants.read_tenants(self._client, limit)
+        # The tenant label is an id, which metrics otherwise never carry: only the top `limit`
+        # tenants of each lane, so the label set stays bounded whatever the number of tenants.
+        depth_f = _family("storefront_jobs_queue_tenant_depth", labels=("priority", "tenant"))
+        count_f = _family("storefront_jobs_queue_tenants", labels=("priority",))
+        for priority, side in lanes.items():
+            count_f.add_metric([priority.label], side.tenants)
+            for tenant, waiting in side.top:
+                depth_f.add_metric([priority.label, tenant], waiting)
+        yield from (depth_f, count_f)
 
     def _dlq(self, known_queues: set[str]) -> Iterator[Metric]:
         if self._dlq_stats is None:

@@ -171,7 +171,8 @@ def create_pool_metrics(registry: CollectorRegistry | None) -> PoolMetrics:
 #: Broker-side metrics (read from Redis at scrape time by the admin service): name -> (type, HELP, labels).
 BROKER_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     PREFIX + "queue_depth": (
-        "gauge", "Jobs waiting in a lane, over every Redis priority sub-list.", ("priority",)),
+        "gauge", "Jobs waiting in a lane, over every Redis priority sub-list and tenant list.",
+        ("priority",)),
     PREFIX + "queue_reserved": (
         "gauge", "Jobs of a lane held by workers: running, prefetched, or waiting out a retry countdown.",
         ("priority",)),
@@ -179,6 +180,12 @@ BROKER_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Most jobs a lane accepts waiting (backpressure limit).", ("priority",)),
     PREFIX + "job_age_seconds": (
         "gauge", "Age of the oldest waiting job of a lane (0 when the lane is empty).", ("priority",)),
+    PREFIX + "queue_tenant_depth": (
+        "gauge", "Jobs of one tenant waiting in a lane with a fair share per tenant; only the tenants with "
+        "the most (settings.tenant_fairness.top_tenants per lane).", ("priority", "tenant")),
+    PREFIX + "queue_tenants": (
+        "gauge", "Tenants with jobs waiting in a lane's tenant lists (a fair share per tenant).",
+        ("priority",)),
     PREFIX + "job_enqueued": (
         "counter", "Jobs accepted into a lane (first enqueues and replays; retries are not counted).",
         ("queue", "priority")),

@@ -24,6 +24,8 @@ DESIGN_FIELDS = {
     "executionId", "task", "queue", "priority", "attemptNumber", "payload", "args", "kwargs",
     "headers", "tenantId", "lastError", "errors", "reason", "enqueuedAt", "failedAt", "worker",
     "replayOf", "replayCount",
+    # DESIGN.md: "a promoted job (aging) ... records promotedFrom" (null for a job never promoted).
+    "promotedFrom",
 }  # fmt: skip
 
 

@@ -110,6 +110,11 @@ DEPTH = load("depth")
 ROOM = load("room")
 #: The reliable fetch, sent raw by the worker's channel.
 FETCH = load("fetch")
+#: A fair share per tenant (storefront_jobs.broker.tenants): a tenant's first publish (checked and
+#: counted) and retry onto its list in the lane, and the purge of a lane's tenant lists.
+TENANT_ADMIT_AND_PUSH = load("tenants/admit_and_push")
+TENANT_PUSH = load("tenants/push")
+TENANT_PURGE = load("tenants/purge")
 #: Aging (storefront_jobs.broker.aging): one waiting job moved one lane up, capacity checked.
 AGING_PROMOTE = load("aging/promote")
 #: A lease held by one process at a time (storefront_jobs.broker.lease): take or renew, and give up.

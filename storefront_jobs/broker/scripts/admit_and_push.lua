@@ -1,8 +1,8 @@
 -- admit_and_push: a job's first publish into a lane (storefront_jobs.broker.transport): the capacity
 -- check, the enqueue count and the push in one atomic step, so a lane never holds more than its
 -- capacity whatever the number of producers, and a refused job was never pushed.
--- KEYS: the lane's lists..., the overflow hash, the enqueued hash, the list to push to, the lane's
--- doorbell.
+-- KEYS: the lane's depth keys (keys.depth_keys)..., the overflow hash, the enqueued hash, the list
+-- to push to, the lane's doorbell.
 -- ARGV: capacity, priority label, enqueued-counter field, message, last doorbell index kept.
 -- Returns the depth before the push, or -(depth + 1) when the lane is full (nothing pushed).
 -- include: lib/admission.lua

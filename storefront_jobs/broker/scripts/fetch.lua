@@ -2,16 +2,41 @@
 -- in the order given, and records it as unacknowledged in the same step, exactly as kombu's
 -- QoS.append would: the unacked index scored with the fetch time, the unacked hash holding
 -- [message, "", queue] (an empty exchange and the queue as routing key, which kombu's restore
--- resolves to that queue). Finding every list empty, it deletes the lanes' doorbells, so stale
--- wake-up tokens never pile up.
--- KEYS: the lists..., the unacked hash, the unacked index, the doorbells...
+-- resolves to that queue). The first lists are the lanes' plain lists, one per lane in lane order
+-- (kombu's order: every lane at priority 0, then every lane at 3, ...); at a lane's plain list the
+-- lane's tenant lists are taken too, in turn (tenants/lib/take.lua, storefront_jobs.broker.tenants),
+-- and a job taken from one is returned and recorded as the lane's. Finding every list empty, it
+-- deletes the lanes' doorbells, so stale wake-up tokens never pile up.
+-- KEYS: the lists..., the unacked hash, the unacked index, the lanes' doorbells..., then per lane its
+-- tenant ring, tenant counts and fair state.
 -- ARGV: the time (the worker's clock: kombu's restore compares with it), the number of lists, the
--- queue of each list.
+-- queue of each list, then per lane the prefix of its tenant lists, then (tenant, jobs per turn)
+-- pairs of the tenants whose weight is not 1.
 -- Returns {list, message, 1 if recorded} or nil. A message without a delivery tag is not kombu's:
 -- returned unrecorded, for the worker to dead-letter.
+-- include: tenants/lib/take.lua
 local n = tonumber(ARGV[2])
+local lanes = math.floor((#KEYS - n - 2) / 4)
+local bells, fair, prefixes = n + 2, n + 2 + lanes, 2 + n
+local weights = nil
+local function weight_of(tenant)
+  -- Built on first use only: most fetches never reach a tenant whose turn is over.
+  if weights == nil then
+    weights = {}
+    for i = prefixes + lanes + 1, #ARGV, 2 do
+      weights[ARGV[i]] = tonumber(ARGV[i + 1])
+    end
+  end
+  return weights[tenant] or 1
+end
 for i = 1, n do
-  local raw = redis.call('RPOP', KEYS[i])
+  local raw
+  if i <= lanes then
+    local f = fair + 3 * (i - 1)
+    raw = tenant_take(KEYS[i], KEYS[f + 1], KEYS[f + 2], KEYS[f + 3], ARGV[prefixes + i], weight_of)
+  else
+    raw = redis.call('RPOP', KEYS[i])
+  end
   if raw then
     local ok, message = pcall(cjson.decode, raw)
     local tag = nil
@@ -26,7 +51,7 @@ for i = 1, n do
     return {KEYS[i], raw, 1}
   end
 end
-for i = n + 3, #KEYS do
+for i = bells + 1, bells + lanes do
   redis.call('DEL', KEYS[i])
 end
 return false

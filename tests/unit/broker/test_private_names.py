@@ -101,10 +101,12 @@ def test_a_module_an_upgrade_removes_fails() -> None:
 
 def test_each_transport_option_storefront_jobs_sets_is_one_kombu_reads() -> None:
     from storefront_jobs.application import transport_options
+    from storefront_jobs.broker.tenants import FAIRNESS_OPTION
     from storefront_jobs.broker.transport import CAPACITY_OPTION
     from storefront_jobs.settings import load_settings
 
-    options = set(transport_options(load_settings())) - {CAPACITY_OPTION}
+    # Our own options, read by our transport from the connection's transport options.
+    options = set(transport_options(load_settings())) - {CAPACITY_OPTION, FAIRNESS_OPTION}
     unread = options - set(kombu_redis.Channel.from_transport_options)
     assert not unread, f"kombu {kombu.__version__} no longer reads the transport options {sorted(unread)}"
 
