@@ -23,7 +23,7 @@ LATENCY_CASES: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {
 }
 #: The reserved phase's cases: the shared pool of the latency phase with one process kept for
 #: CRITICAL and HIGH, between the shared and the dedicated pools it is compared with.
-RESERVED_CASES = ("storefront_shared", "storefront_reserved", "storefront_dedicated")
+RESERVED_CASES = ("bare_shared", "storefront_shared", "storefront_reserved", "storefront_dedicated")
 RESERVE = {"WORKER_RESERVE": "CRITICAL,HIGH=1"}
 #: The pool whose BULK throughput is measured with and without the reservation (goal 3/4).
 THROUGHPUT_CONCURRENCY = 4

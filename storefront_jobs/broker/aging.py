@@ -37,7 +37,11 @@ is left alone, in both directions: promoting out of it would run the jobs an
 operator paused, promoting into it would strand them.
 
 Lanes with a fair share per tenant keep part of their jobs in per-tenant
-lists; a sweep reads only the lane's kombu lists (:func:`keys.lane_lists`).
+lists: a sweep also reads the oldest ``TENANT_BATCH`` jobs of up to
+``TENANTS_SWEPT`` tenants of each aging lane (those whose turns come next
+and a random stretch of the ring), and a job promoted out of a tenant list leaves the lane's fair share
+accounting in the same script. It enters the lane above through its plain
+list, which takes a turn like one more tenant there.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import random
 from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -186,6 +191,14 @@ class Promotion:
     list_name: str
     raw: bytes
     new_raw: str
+    #: The tenant whose list (in a lane with a fair share per tenant) the job waits in, else None.
+    tenant: str | None = None
+
+
+#: Tenants of a lane whose lists one sweep reads: half the next turns, half a random stretch of the ring.
+TENANTS_SWEPT = 200
+#: Oldest jobs read per tenant list and sweep.
+TENANT_BATCH = 10
 
 
 def plan(
@@ -207,7 +220,8 @@ def plan(
                 if message is None or not is_due(message["headers"], lane.threshold_s, now_s):
                     continue
                 new = promoted(message, lane.source, lane.target, now_s)
-                promotions.append(Promotion(lane, list_name, raw, json.dumps(new)))
+                tenant = tenant_of_list(lane, list_name)
+                promotions.append(Promotion(lane, list_name, raw, json.dumps(new), tenant))
     return promotions
 
 
@@ -224,14 +238,49 @@ class SweepResult:
     scanned: int = 0
 
 
+def tenant_of_list(lane: AgingLane, list_name: str) -> str | None:
+    """The tenant of a tenant list of ``lane``'s source lane; None for one of its kombu lists."""
+    prefix = keys.tenant_list_prefix(keys.lane_name(lane.source))
+    return list_name[len(prefix) :] if list_name.startswith(prefix) else None
+
+
+def _tenant_lists(client: redis.Redis[Any], lanes: list[AgingLane]) -> dict[AgingLane, list[str]]:
+    """The tenant lists a sweep reads, per lane: the tenants whose turns come next, and a random stretch.
+
+    A starved lane's ring does not turn, so the next turns alone would never
+    reach a tenant beyond them: the random stretch of the ring reaches every
+    tenant over a few sweeps, however many wait.
+    """
+    half = TENANTS_SWEPT // 2
+    rings = [keys.tenant_ring(keys.lane_name(lane.source)) for lane in lanes]
+    lengths = client.pipeline(transaction=False)
+    for ring in rings:
+        lengths.llen(ring)
+    pipe = client.pipeline(transaction=False)
+    for ring, length in zip(rings, lengths.execute(), strict=True):
+        pipe.lrange(ring, -half, -1)
+        start = random.randrange(max(1, int(length) - 2 * half + 1))  # a sample of tenants, not a secret
+        pipe.lrange(ring, start, start + half - 1)
+    replies = pipe.execute()
+    found = {}
+    for i, lane in enumerate(lanes):
+        members = {
+            t.decode() if isinstance(t, bytes) else str(t) for t in replies[2 * i] + replies[2 * i + 1]
+        }
+        lane_name = keys.lane_name(lane.source)
+        found[lane] = [keys.tenant_list(lane_name, tenant) for tenant in sorted(members)]
+    return found
+
+
 def _read_waiting(
     client: redis.Redis[Any], lanes: list[AgingLane], batch: int
 ) -> tuple[dict[AgingLane, list[tuple[str, list[bytes]]]], set[str]]:
-    names = {lane: keys.lane_lists(keys.lane_name(lane.source)) for lane in lanes}
+    tenant_lists = _tenant_lists(client, lanes)
+    names = {lane: keys.lane_lists(keys.lane_name(lane.source)) + tenant_lists[lane] for lane in lanes}
     pipe = client.pipeline(transaction=False)
     for lists in names.values():
         for name in lists:
-            pipe.lrange(name, -batch, -1)
+            pipe.lrange(name, -(TENANT_BATCH if name.startswith(keys.FAIR_PREFIX) else batch), -1)
     pipe.smembers(keys.PAUSED_LANES)
     replies = pipe.execute()
     paused = {m.decode() if isinstance(m, bytes) else str(m) for m in replies[-1]}
@@ -260,26 +309,33 @@ def sweep(
     pipe = client.pipeline(transaction=False)
     for promotion in promotions:
         source, target = promotion.lane.source, promotion.lane.target
-        target_lane = keys.lane_name(target)
-        scripts.AGING_PROMOTE(
-            pipe,
-            [
-                # The capacity check reads the whole depth: a fair lane's tenant lists too.
-                *keys.depth_keys(target_lane),
-                promotion.list_name,
-                target_lane,
-                keys.doorbell(target_lane),
-                keys.PROMOTED_COUNTS,
-                keys.PROMOTION_BLOCKED_COUNTS,
-            ],
-            [
-                settings.capacity(target),
-                counter_field(source, target),
-                promotion.raw,
-                promotion.new_raw,
-                keys.DOORBELL_LAST_INDEX,
-            ],
-        )
+        target_lane, source_lane = keys.lane_name(target), keys.lane_name(source)
+        # The capacity check reads the whole depth: a fair lane's tenant lists too.
+        depth_keys = keys.depth_keys(target_lane)
+        script_keys = [
+            *depth_keys,
+            promotion.list_name,
+            target_lane,
+            keys.doorbell(target_lane),
+            keys.PROMOTED_COUNTS,
+            keys.PROMOTION_BLOCKED_COUNTS,
+        ]
+        args: list[Any] = [
+            settings.capacity(target),
+            counter_field(source, target),
+            promotion.raw,
+            promotion.new_raw,
+            keys.DOORBELL_LAST_INDEX,
+            len(depth_keys),
+        ]
+        if promotion.tenant is not None:
+            script_keys += [
+                keys.tenant_ring(source_lane),
+                keys.tenant_counts(source_lane),
+                keys.fair_state(source_lane),
+            ]
+            args.append(promotion.tenant)
+        scripts.AGING_PROMOTE(pipe, script_keys, args)
     gone = 0
     for promotion, reply in zip(promotions, pipe.execute(), strict=True):
         step = (promotion.lane.source, promotion.lane.target)

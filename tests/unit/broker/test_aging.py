@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from storefront_jobs.broker import aging, keys, scripts
+from storefront_jobs.broker import aging, keys, scripts, tenants
 from storefront_jobs.broker.lease import Lease
 from storefront_jobs.deadletter.record import record_from_failure
 from storefront_jobs.jobs import envelope
@@ -265,7 +265,15 @@ def test_a_job_taken_between_the_read_and_the_promotion_is_left_alone(redis_clie
         keys.PROMOTED_COUNTS,
         keys.PROMOTION_BLOCKED_COUNTS,
     ]
-    args = [settings.capacity(Priority.DEFAULT), "low\tdefault", raw, new_raw, keys.DOORBELL_LAST_INDEX]
+    depth_keys = len(keys.lane_lists(DEFAULT))
+    args = [
+        settings.capacity(Priority.DEFAULT),
+        "low\tdefault",
+        raw,
+        new_raw,
+        keys.DOORBELL_LAST_INDEX,
+        depth_keys,
+    ]
 
     # Not in its list (a worker took it): nothing moves, nothing is counted, even with the lane above full.
     assert scripts.AGING_PROMOTE(redis_client, promote_keys, args) == 0
@@ -284,3 +292,30 @@ def test_paused_lanes_and_foreign_messages_stay(redis_client: redis.Redis) -> No
     redis_client.delete(keys.PAUSED_LANES)
     assert aging.sweep(redis_client, settings, T0).promoted == {(Priority.LOW, Priority.DEFAULT): 1}
     assert redis_client.llen(LOW) == 2
+
+
+def test_jobs_waiting_in_tenant_lists_age_too_and_leave_the_fair_accounting(
+    redis_client: redis.Redis,
+) -> None:
+    # Given LOW with a fair share per tenant: two due jobs of tenant A, one young job of tenant B
+    settings = load_settings(aging={"low_s": 10})
+
+    def push_for(tenant: str, lane_since_s: float) -> str:
+        job = message(laneSince=lane_since_s, tenantId=tenant)
+        scripts.TENANT_PUSH(redis_client, tenants.push_keys(LOW, tenant), [json.dumps(job), 9, tenant])
+        return str(job["headers"]["id"])
+
+    old_a, older_a = push_for("A", T0 - 30), push_for("A", T0 - 20)
+    young_b = push_for("B", T0 - 1)
+    assert int(scripts.DEPTH(redis_client, keys.depth_keys(LOW))) == 3
+
+    # When the lane is swept
+    result = aging.sweep(redis_client, settings, T0)
+
+    # Then A's jobs moved to DEFAULT, and LOW's fair share counts only B's job
+    assert result.promoted == {(Priority.LOW, Priority.DEFAULT): 2}
+    assert set(_ids(redis_client, DEFAULT)) == {old_a, older_a}
+    assert int(scripts.DEPTH(redis_client, keys.depth_keys(LOW))) == 1
+    assert redis_client.zrange(keys.tenant_counts(LOW), 0, -1, withscores=True) == [(b"B", 1.0)]
+    assert redis_client.lrange(keys.tenant_ring(LOW), 0, -1) == [b"B"]
+    assert json.loads(redis_client.lindex(keys.tenant_list(LOW, "B"), -1))["headers"]["id"] == young_b
