@@ -38,6 +38,7 @@ def _dump(role: str) -> None:
 
 @signals.worker_init.connect(weak=False)
 def _main_started(**_: Any) -> None:
+    _main_pid.append(os.getpid())
     _start("main")
 
 
@@ -46,8 +47,14 @@ def _main_stopping(**_: Any) -> None:
     _dump("main")
 
 
+#: The main process's pid: the solo pool sends worker_process_init in the main process itself.
+_main_pid: list[int] = []
+
+
 @signals.worker_process_init.connect(weak=False)
 def _child_started(**_: Any) -> None:
+    if os.getpid() in _main_pid:
+        return
     # A forked child inherits the parent's profiler, enabled: start afresh.
     inherited = _profiles.pop("main", None)
     if inherited is not None:

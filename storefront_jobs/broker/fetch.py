@@ -124,12 +124,18 @@ class QoS(kombu_redis.QoS):
     """kombu's, except that a message the fetch script recorded is not recorded a second time."""
 
     def ack(self, delivery_tag: str) -> None:
-        super().ack(delivery_tag)
-        cast("FetchingChannel", self.channel)._wake_if_gated()
+        # kombu's ack (remove from the unacked indexes, then the in-memory bookkeeping), with the
+        # wake token of a gated wait in the same transaction: no round trip of its own.
+        pipe = self._remove_from_indices(delivery_tag)  # type: ignore[attr-defined]
+        cast("FetchingChannel", self.channel)._queue_wake(pipe)
+        pipe.execute()
+        virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        super().reject(delivery_tag, requeue)
-        cast("FetchingChannel", self.channel)._wake_if_gated()
+        if requeue:
+            super().reject(delivery_tag, requeue)
+            return
+        self.ack(delivery_tag)  # kombu's reject without requeue is its ack
 
     def append(self, message: Any, delivery_tag: str) -> None:
         recorded = cast("FetchingChannel", self.channel)._recorded_tags
@@ -242,15 +248,11 @@ class FetchingChannel(kombu_redis.Channel):
         reservation, concurrency = self._reservation
         return lanes_open(queues, reservation, concurrency=concurrency, busy_lanes=reserved_request_lanes())
 
-    def _wake_if_gated(self) -> None:
-        """A job was acknowledged: if the outstanding wait has lower lanes closed, end it now."""
-        if not self._gated:
-            return
-        with self.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
+    def _queue_wake(self, pipe: Any) -> None:
+        """A job is being acknowledged: if the outstanding wait has lower lanes closed, end it then."""
+        if self._gated:
             pipe.lpush(self._wake_key, 1)
             pipe.expire(self._wake_key, WAKE_TTL_S)
-            pipe.execute()
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu 5.7's own loop step, reading whichever command _brpop_start sent.
