@@ -20,6 +20,7 @@ import redis
 from storefront_jobs.cli.queues import lane_rows
 from storefront_jobs.worker.heartbeat import read_workers
 from tests.integration import jobs
+from tests.support.metrics import broker_samples, scrape, total
 from tests.support.workers import WorkerFactory, wait_until
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,13 @@ def test_a_reserved_process_runs_critical_jobs_while_bulk_holds_the_rest(
     assert (beat.reserved_lanes, beat.reserved_processes) == (["p0.critical", "p1.high"], 1)
     kept = {row["lane"]: row["keptProcesses"] for row in lane_rows(app, time.time())}
     assert kept == {"p0.critical": 1, "p1.high": 1, "p2.default": 0, "p3.low": 0, "p4.bulk": 0}
+    # And the metrics: the pool's own endpoint and the admin service's broker gauges
+    pool = scrape(worker.metrics_url)
+    assert total(pool, "storefront_jobs_pool_reserved_processes", priority="critical") == 1
+    assert total(pool, "storefront_jobs_pool_reserved_processes", priority="bulk") == 0
+    broker = broker_samples(redis_client)
+    assert total(broker, "storefront_jobs_reserved_processes", priority="high") == 1
+    assert total(broker, "storefront_jobs_reserved_processes", priority="default") == 0
 
     # When the gate opens, BULK keeps running, still one job at a time
     redis_client.set(gate, 1)
