@@ -22,11 +22,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -37,7 +35,7 @@ from celery import Celery
 
 from bench import tenant_jobs
 from bench.harness import reset_broker, round_order, wait_for
-from bench.procs import REPO_ROOT, STARTUP_FLAGS, Children, Worker, child_env, wait_ready
+from bench.procs import REPO_ROOT, Children, Worker, start_worker, wait_ready
 from storefront_jobs import Priority, create_app, load_settings, tenant
 from storefront_jobs.broker import keys
 from storefront_jobs.embedded import EmbeddedRedis
@@ -65,12 +63,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def start_pool(children: Children, url: str, side: str, concurrency: int) -> Worker:
     """A ``storefront-jobs worker --priorities DEFAULT`` pool, fairness on or off."""
-    name = f"bench-fair-{side}-{uuid.uuid4().hex[:6]}"
-    argv = [sys.executable, "-m", "storefront_jobs", "worker", "--priorities", "DEFAULT"]
-    argv += ["--imports", "bench.tenant_jobs", "-c", str(concurrency), "-P", "prefork", "-n", f"{name}@%h"]
     settings = {"TENANT_FAIRNESS__DEFAULT": str(side == "on").lower()}
-    proc = children.spawn([*argv, *STARTUP_FLAGS], child_env(url, "storefront", **settings), f"{name}.log")
-    return Worker(children, proc, f"{name}@{socket.gethostname()}", children.log_dir / f"{name}.log")
+    return start_worker(
+        children,
+        url,
+        "storefront",
+        "DEFAULT",
+        concurrency=concurrency,
+        settings=settings,
+        imports="bench.tenant_jobs",
+    )
 
 
 class Bench:

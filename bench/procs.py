@@ -174,13 +174,17 @@ def start_worker(
     *,
     concurrency: int = 2,
     settings: dict[str, str] | None = None,
+    imports: str = "bench.jobs",
 ) -> Worker:
-    """Start a prefork pool. ``lanes``: storefront ``--priorities``, or bare ``-Q`` ('' = default queue)."""
+    """Start a prefork pool. ``lanes``: storefront ``--priorities``, or bare ``-Q`` ('' = default queue).
+
+    ``imports``: the modules of a storefront pool's tasks (``--imports``).
+    """
     name = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
     common = ["-c", str(concurrency), "-P", "prefork", "-n", f"{name}@%h", *STARTUP_FLAGS]
     if kind == "storefront":
         argv = [sys.executable, "-m", "storefront_jobs", "worker", "--priorities", lanes]
-        argv += ["--imports", "bench.jobs", *common]
+        argv += ["--imports", imports, *common]
     else:
         argv = [sys.executable, "-m", "celery", "-A", "bench.bare:bare_app", "worker", *common]
         argv += ["-Q", lanes] if lanes else []

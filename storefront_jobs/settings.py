@@ -250,10 +250,6 @@ class Settings(BaseSettings):
             object.__setattr__(self, "worker_reserve", dataclasses.replace(self.worker_reserve, lend=True))
         return self
 
-    def reservation(self) -> Reservation | None:
-        """The pool's reservation with ``worker_lend_reserved`` applied."""
-        return self.worker_reserve
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:

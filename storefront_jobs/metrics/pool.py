@@ -29,11 +29,11 @@ from typing import Any
 
 from celery.utils.nodenames import nodesplit
 
-from storefront_jobs.broker.fetch import reservation_from_options
 from storefront_jobs.jobs.context import JobContext
 from storefront_jobs.jobs.failures import JobFailure
 from storefront_jobs.metrics.timing import wait_time_s
 from storefront_jobs.settings import Settings
+from storefront_jobs.worker.heartbeat import pool_reservation
 from storefront_jobs.worker.hooks import Hook
 
 logger = logging.getLogger("storefront_jobs.metrics")
@@ -109,8 +109,7 @@ class JobMetrics(Hook):
         self._seen.clear()
         self._children.clear()
         hostname = str(getattr(worker, "hostname", "") or "").split("@", 1)[-1]
-        reserved = reservation_from_options(worker.app.conf.broker_transport_options)
-        self._server = serve_pool_metrics(self._settings, hostname, reserved[0] if reserved else None)
+        self._server = serve_pool_metrics(self._settings, hostname, pool_reservation(worker.app))
 
     def worker_shutdown(self, worker: Any) -> None:
         server, self._server = self._server, None

@@ -18,10 +18,10 @@ import pytest
 import redis
 
 from storefront_jobs.cli.queues import lane_rows
-from storefront_jobs.worker.heartbeat import read_workers
+from storefront_jobs.worker.heartbeat import WorkerBeat, read_workers
 from tests.integration import jobs
 from tests.support.metrics import broker_samples, scrape, total
-from tests.support.workers import WorkerFactory, wait_until
+from tests.support.workers import WorkerFactory, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,19 @@ def most_bulk_at_once(records: list[dict[str, Any]]) -> int:
     return most
 
 
+def queue_gated_bulk(count: int) -> str:
+    """Send ``count`` BULK jobs that hold their process until the returned gate key is set."""
+    gate = f"test:gate:{uuid.uuid4().hex}"
+    for n in range(count):
+        jobs.gated_bulk.delay(n, gate)
+    return gate
+
+
+def beat_of(client: redis.Redis, worker: WorkerProcess) -> WorkerBeat:
+    """The heartbeat a worker pool wrote."""
+    return next(b for b in read_workers(client) if b.nodename == worker.nodename)
+
+
 def send_critical(count: int) -> None:
     for n in range(count):
         jobs.stamped_urgent.delay(n, time.time())
@@ -57,9 +70,7 @@ def test_a_reserved_process_runs_critical_jobs_while_bulk_holds_the_rest(
 ) -> None:
     # Given 20 BULK jobs that hold their process until the gate opens, and a pool of 2 processes
     # on every lane keeping 1 of them for CRITICAL and HIGH
-    gate = f"test:gate:{uuid.uuid4().hex}"
-    for n in range(20):
-        jobs.gated_bulk.delay(n, gate)
+    gate = queue_gated_bulk(20)
     worker = workers.start("all", concurrency=2, pool=pool, extra=RESERVE)
     wait_until(lambda: len(started(redis_client, "bulk")) == 1)
 
@@ -75,7 +86,7 @@ def test_a_reserved_process_runs_critical_jobs_while_bulk_holds_the_rest(
     assert len(started(redis_client, "bulk")) == 1
 
     # And the pool announces its reservation, which `storefront-jobs queues` shows per lane
-    beat = next(b for b in read_workers(redis_client) if b.nodename == worker.nodename)
+    beat = beat_of(redis_client, worker)
     assert (beat.reserved_lanes, beat.reserved_processes) == (["p0.critical", "p1.high"], 1)
     kept = {row["lane"]: row["keptProcesses"] for row in lane_rows(app, time.time())}
     assert kept == {"p0.critical": 1, "p1.high": 1, "p2.default": 0, "p3.low": 0, "p4.bulk": 0}
@@ -97,9 +108,7 @@ def test_without_a_reservation_critical_jobs_wait_for_a_bulk_job_to_end(
     redis_client: redis.Redis, workers: WorkerFactory
 ) -> None:
     # Given the same BULK jobs and the same pool, without a reservation
-    gate = f"test:gate:{uuid.uuid4().hex}"
-    for n in range(20):
-        jobs.gated_bulk.delay(n, gate)
+    gate = queue_gated_bulk(20)
     workers.start("all", concurrency=2)
     # Both processes hold a BULK job
     wait_until(lambda: len(started(redis_client, "bulk")) == 2)
@@ -118,14 +127,12 @@ def test_lent_reserved_processes_take_bulk_jobs_while_the_urgent_lanes_are_empty
     redis_client: redis.Redis, workers: WorkerFactory
 ) -> None:
     # Given the reservation with --lend-reserved
-    gate = f"test:gate:{uuid.uuid4().hex}"
-    for n in range(20):
-        jobs.gated_bulk.delay(n, gate)
+    gate = queue_gated_bulk(20)
     worker = workers.start("all", concurrency=2, extra=(*RESERVE, "--lend-reserved"))
 
     # Then BULK jobs fill both processes while CRITICAL and HIGH are empty
     wait_until(lambda: len(started(redis_client, "bulk")) == 2)
-    beat = next(b for b in read_workers(redis_client) if b.nodename == worker.nodename)
+    beat = beat_of(redis_client, worker)
     assert beat.lend_reserved
     assert beat.reserved_processes == 1
     redis_client.set(gate, 1)
