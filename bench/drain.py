@@ -29,6 +29,13 @@ class DrainCase:
     lanes: str  # storefront --priorities, or bare -Q ('' = Celery's default queue)
     queue: str  # the Redis list the no-op jobs wait in
     settings: tuple[tuple[str, str], ...] = ()
+    pool: str = "prefork"
+    #: The producer command that pre-loads the jobs, and how many no-op calls one message carries.
+    preload: str = "enqueue"
+    items_per_message: int = 1
+
+    def messages(self, n: int) -> int:
+        return -(-n // self.items_per_message)
 
 
 DRAIN_CASES: dict[str, DrainCase] = {
@@ -46,9 +53,9 @@ STAGED = "bench:staged:"
 
 def _preload(run: Run, case: DrainCase, n: int) -> None:
     """Publish ``n`` no-op jobs and move them out of the pool's sight."""
-    run.producers[case.kind].call("enqueue", n=n)
-    if (depth := run.client.llen(case.queue)) != n:
-        raise RuntimeError(f"pre-load left {depth} jobs in {case.queue}, expected {n}")
+    run.producers[case.kind].call(case.preload, n=n)
+    if (depth := run.client.llen(case.queue)) != case.messages(n):
+        raise RuntimeError(f"pre-load left {depth} messages in {case.queue}, expected {case.messages(n)}")
     run.client.rename(case.queue, STAGED + case.queue)  # type: ignore[no-untyped-call]  # redis stubs
 
 
@@ -62,7 +69,9 @@ def _release(run: Run, cases: list[DrainCase]) -> float:
 
 
 def _start(run: Run, case: DrainCase) -> Worker:
-    return start_worker(run.children, run.url, case.kind, case.lanes, settings=dict(case.settings))
+    return start_worker(
+        run.children, run.url, case.kind, case.lanes, settings=dict(case.settings), pool=case.pool
+    )
 
 
 def _check_alive(worker: Worker) -> None:
@@ -82,9 +91,11 @@ def redis_cpu_s(run: Run) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def drain_once(run: Run, case: DrainCase) -> DrainSample:
-    """One pool, alone, draining ``--jobs`` pre-loaded no-op jobs."""
-    n: int = run.args.jobs
+def drain_once(run: Run, case: DrainCase, n: int | None = None) -> DrainSample:
+    """One pool, alone, draining ``n`` (default ``--jobs``) pre-loaded no-op calls; rates are per call."""
+    n = run.args.jobs if n is None else n
+    assert n is not None
+    messages = case.messages(n)
     reset_broker(run.client)
     _preload(run, case, n)
     worker = _start(run, case)
@@ -102,14 +113,14 @@ def drain_once(run: Run, case: DrainCase) -> DrainSample:
         t0 = _release(run, [case])
         t1 = wait_for(drained, 600, f"{case.queue} to drain")
         done = processed_count(run.control, worker)
-        if done is not None and done < n:
+        if done is not None and done < messages:
             # kombu records a message in `unacked` just after BRPOP pops it: for an instant
             # the last one is in neither place. Rare; the clock then stops at the count.
-            t1 = wait_for(lambda: (processed_count(run.control, worker) or 0) >= n, 30, "the last job")
+            t1 = wait_for(lambda: (processed_count(run.control, worker) or 0) >= messages, 30, "the last job")
             done = processed_count(run.control, worker)
         cpu1, redis1 = worker.cpu_s(), redis_cpu_s(run)
-        if done is not None and done != n:  # a lost (or doubled) job fails the run
-            raise RuntimeError(f"worker reports {done} jobs processed, expected {n}")
+        if done is not None and done != messages:  # a lost (or doubled) job fails the run
+            raise RuntimeError(f"worker reports {done} messages processed, expected {messages}")
     finally:
         worker.stop()
     return DrainSample(n / (t1 - t0), (cpu1 - cpu0) / n * 1e6, (redis1 - redis0) / n * 1e6)

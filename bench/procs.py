@@ -175,13 +175,16 @@ def start_worker(
     concurrency: int = 2,
     settings: dict[str, str] | None = None,
     imports: str = "bench.jobs",
+    pool: str = "prefork",
 ) -> Worker:
-    """Start a prefork pool. ``lanes``: storefront ``--priorities``, or bare ``-Q`` ('' = default queue).
+    """Start a pool (prefork unless ``pool`` says otherwise).
+
+    ``lanes``: storefront ``--priorities``, or bare ``-Q`` ('' = default queue).
 
     ``imports``: the modules of a storefront pool's tasks (``--imports``).
     """
     name = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-    common = ["-c", str(concurrency), "-P", "prefork", "-n", f"{name}@%h", *STARTUP_FLAGS]
+    common = ["-c", str(concurrency), "-P", pool, "-n", f"{name}@%h", *STARTUP_FLAGS]
     if kind == "storefront":
         argv = [sys.executable, "-m", "storefront_jobs", "worker", "--priorities", lanes]
         argv += ["--imports", imports, *common]

@@ -13,6 +13,10 @@ Commands (``n`` jobs each; every reply carries ``elapsed_s``):
 ``enqueue_ungated``   storefront only: the same with the capacity check stubbed out
 ``admit``             storefront only: the capacity check (one Lua EVALSHA) alone
 ``ping``              Redis PINGs on the capacity check's own client: one bare round trip
+``enqueue_many``      storefront only: no-op jobs by ``enqueue_many`` (chunks of 500)
+``enqueue_celery``    storefront only: ``delay`` through Celery's send_task and kombu (before the lean path)
+``enqueue_chunked``   storefront only: ``n`` no-op items by ``enqueue_chunked`` (500 per message)
+``pipelined``         storefront only: the Redis limit, job-sized LPUSHes pipelined 500 per round trip
 ``flood``             BULK jobs that sleep ``sleep_s``
 ``probes``            CRITICAL probe jobs, ``spacing_s`` apart
 """
@@ -73,8 +77,40 @@ def storefront_handlers() -> dict[str, Callable[[dict[str, Any]], float]]:
 
         return _timed(cmd["n"], send)
 
+    def many(cmd: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        jobs.noop.enqueue_many([()] * cmd["n"])
+        return time.perf_counter() - start
+
+    def celery_path(cmd: dict[str, Any]) -> float:
+        # A producer of the caller's own sends the job through Celery's send_task and kombu's publish.
+        with app.producer_or_acquire() as producer:
+            return _timed(cmd["n"], lambda _: jobs.noop.apply_async(producer=producer))
+
+    def chunked(cmd: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        jobs.noop.enqueue_chunked([()] * cmd["n"], chunk_size=500)
+        return time.perf_counter() - start
+
+    def pipelined(cmd: dict[str, Any]) -> float:
+        # As many bytes per push as a real no-op job's message, on the same client.
+        message = b"x" * int(cmd.get("message_bytes", 900))
+        start = time.perf_counter()
+        for first in range(0, cmd["n"], 500):
+            pipe = app.redis.pipeline(transaction=False)
+            for _ in range(min(500, cmd["n"] - first)):
+                pipe.lpush("bench:pipelined", message)
+            pipe.execute()
+        elapsed = time.perf_counter() - start
+        app.redis.delete("bench:pipelined")
+        return elapsed
+
     return {
         "enqueue": lambda cmd: _timed(cmd["n"], lambda _: jobs.noop.delay()),
+        "enqueue_many": many,
+        "enqueue_celery": celery_path,
+        "enqueue_chunked": chunked,
+        "pipelined": pipelined,
         "enqueue_ungated": ungated,
         "admit": lambda cmd: _timed(cmd["n"], lambda _: gate.admit(Priority.DEFAULT)),
         "ping": lambda cmd: _timed(cmd["n"], lambda _: app.redis.ping()),

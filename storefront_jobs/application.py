@@ -45,6 +45,7 @@ from storefront_jobs.deadletter.capture import DeadLetterCapture
 from storefront_jobs.deadletter.store import DeadLetterStore, RedisDeadLetterStore
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.jobs.publish import LanePublisher
 from storefront_jobs.metrics.pool import JobMetrics
 from storefront_jobs.settings import Settings, get_settings
 from storefront_jobs.worker import signals
@@ -102,6 +103,11 @@ class StorefrontCelery(Celery):
     def redis(self) -> redis.Redis[bytes]:
         """A client for storefront's own keys, on the broker's Redis database."""
         return redis.Redis.from_url(self.conf.broker_url, socket_timeout=10, socket_connect_timeout=5)
+
+    @functools.cached_property
+    def lane_publisher(self) -> LanePublisher:
+        """The lean enqueue of this app's ordinary calls (storefront_jobs.jobs.publish)."""
+        return LanePublisher(self)
 
     @functools.cached_property
     def capacity_gate(self) -> CapacityGate:

@@ -6,7 +6,8 @@
     ├── ConfigurationError        a setting or a task declaration is wrong; fix it and restart
     ├── EnqueueError              a job could not be enqueued; nothing was published
     │   ├── QueueOverflowError    the lane is at capacity (backpressure)
-    │   └── PayloadError          the arguments cannot be serialized
+    │   ├── PayloadError          the arguments cannot be serialized
+    │   └── PartialEnqueueError   enqueue_many stopped part way: it says which jobs are queued
     ├── BrokerUnavailableError    Redis could not be reached
     └── DeadLetterError           a DLQ operation could not be done
         ├── DeadLetterNotFound, InvalidFilterError, MalformedImportError
@@ -18,6 +19,8 @@ does not derive from the root.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class StorefrontJobsError(Exception):
@@ -54,6 +57,29 @@ class QueueOverflowError(EnqueueError):
 
 class PayloadError(EnqueueError):
     """The job's arguments cannot be serialized as JSON."""
+
+
+class PartialEnqueueError(EnqueueError):
+    """``enqueue_many`` stopped part way: the jobs in ``enqueued`` are queued, the rest are not.
+
+    ``enqueued`` holds the results of the first ``len(enqueued)`` jobs of the
+    call, in order; the cause (a full lane, a payload error, a lost broker)
+    is chained as ``__cause__`` and is also ``cause``. Send the remaining
+    jobs again once the cause is gone.
+    """
+
+    def __init__(self, task: str, enqueued: list[Any], total: int, cause: BaseException) -> None:
+        self.task = task
+        self.enqueued = enqueued
+        self.total = total
+        self.cause = cause
+        super().__init__(
+            f"enqueue_many of {task} stopped after {len(enqueued)} of {total} jobs: {cause}; "
+            f"the first {len(enqueued)} are queued, the other {total - len(enqueued)} are not"
+        )
+
+    def __reduce__(self) -> tuple[type[PartialEnqueueError], tuple[str, list[Any], int, BaseException]]:
+        return (type(self), (self.task, self.enqueued, self.total, self.cause))
 
 
 class BrokerUnavailableError(StorefrontJobsError):

@@ -30,24 +30,21 @@ Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
-from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from storefront_jobs.broker import keys, scripts, tenants
-from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
+from storefront_jobs.broker import keys, lanepush, tenants
 from storefront_jobs.broker.fetch import FetchingChannel
 from storefront_jobs.jobs import envelope
 
 #: Transport option holding ``{lane: capacity}``; set by create_app from QUEUE_CAPACITY__*.
 CAPACITY_OPTION = "storefront_lane_capacity"
-
-_HOST = socket.gethostname()
 
 
 def needs_admission(queue: str, message: dict[str, Any], capacities: dict[str, int]) -> bool:
@@ -78,6 +75,17 @@ class Channel(FetchingChannel):
             cached = self._storefront_client = self._create_client()  # type: ignore[attr-defined]
         return cached
 
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """The client kombu runs a command on: the caller's, else the channel's one client.
+
+        kombu builds a new redis-py client here for every acknowledgement,
+        restore and size (a fifth of a pool's time per job, bench.profile);
+        a client is a thin handle on the channel's connection pool, which is
+        what kombu's fresh one would use too.
+        """
+        yield client if client else self._admission_client()
+
     def _capacities(self) -> dict[str, int]:
         client = self.connection.client
         options = (client.transport_options if client is not None else None) or {}
@@ -85,60 +93,38 @@ class Channel(FetchingChannel):
         return capacities
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        if keys.priority_of_lane(queue) is not None:
-            # Every push into a lane (first publish, retry, replay batch) records when: aging
-            # measures a job's wait in the lane it waits in (storefront_jobs.broker.aging).
-            envelope.stamp_lane_entry(message, time.time())
         capacities = self._capacities()
         # A caller that hands kombu a batch collects the push instead of sending
         # it (the DLQ replay does, then pushes and removes the entry in one
         # script, checking capacity itself): leave that to kombu unchanged.
-        if "_publish_batch" in kwargs or keys.priority_of_lane(queue) is None:
+        if keys.priority_of_lane(queue) is None:
             super()._put(queue, message, **kwargs)
             return
+        if "_publish_batch" in kwargs:
+            # Every push into a lane records when: aging measures a job's wait in the lane it waits in.
+            envelope.stamp_lane_entry(message, time.time())
+            super()._put(queue, message, **kwargs)
+            return
+        target = self._target_list(queue, message)
+        tenant = self._fair_tenant(queue, message, target)
         if not needs_admission(queue, message, capacities):
-            self._push_and_ring(queue, message)
+            lanepush.push(self._admission_client(), queue, message, target=target, tenant=tenant)
             return
-        priority = keys.priority_of_lane(queue)
-        assert priority is not None  # every capacity key is a lane
-        headers = message.get("headers") or {}
-        field = enqueued_field(
-            priority,
-            str(headers.get(envelope.JOB_QUEUE) or "unknown"),
-            str(headers.get(envelope.TASK_NAME)),
-            _HOST,
+        lanepush.admit_and_push(
+            self._admission_client(), queue, message, capacity=capacities[queue], target=target, tenant=tenant
         )
-        script_keys, args = admission_call(priority, capacities[queue], field)
-        tenant = self._fair_tenant(queue, message)
-        if tenant is not None:
-            # A fair lane: onto the tenant's list, the capacity check still over the whole lane.
-            reply = scripts.TENANT_ADMIT_AND_PUSH(
-                self._admission_client(),
-                [*script_keys, *tenants.push_keys(queue, tenant)],
-                [*args, dumps(message), keys.DOORBELL_LAST_INDEX, tenant],
-            )
-            depth_or_refuse(reply, queue, capacities[queue])
-            return
-        reply = scripts.ADMIT_AND_PUSH(
-            self._admission_client(),
-            [*script_keys, self._target_list(queue, message), keys.doorbell(queue)],
-            [*args, dumps(message), keys.DOORBELL_LAST_INDEX],
-        )
-        depth_or_refuse(reply, queue, capacities[queue])
 
-    def _fair_tenant(self, queue: str, message: dict[str, Any]) -> str | None:
+    def _fair_tenant(self, queue: str, message: dict[str, Any], target: str) -> str | None:
         """The tenant whose list this push goes to, or None for the lane's own lists.
 
         Only a lane this process publishes fairly (``settings.tenant_fairness``),
         a job with a tenant, and kombu's priority 0: a foreign producer's message
         priority keeps its sub-list, which the fetch takes after every lane's first list.
         """
+        if target != queue:
+            return None
         client = self.connection.client
-        if queue not in tenants.fair_lanes(client.transport_options if client is not None else None):
-            return None
-        if self._target_list(queue, message) != queue:
-            return None
-        return tenants.tenant_of(message)
+        return lanepush.fair_tenant(client.transport_options if client is not None else None, queue, message)
 
     def _size(self, queue: str) -> int:
         # kombu counts the lane's lists (queue_declare's message count); a fair lane holds more.
@@ -170,23 +156,6 @@ class Channel(FetchingChannel):
         """The list of ``queue`` that kombu pushes this message onto (by its message priority)."""
         name: str = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))  # type: ignore[attr-defined]
         return name
-
-    def _push_and_ring(self, queue: str, message: dict[str, Any]) -> None:
-        """Push a message that needs no admission (a retry) into its lane and ring the lane's doorbell."""
-        tenant = self._fair_tenant(queue, message)
-        if tenant is not None:
-            # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
-            scripts.TENANT_PUSH(
-                self._admission_client(),
-                tenants.push_keys(queue, tenant),
-                [dumps(message), keys.DOORBELL_LAST_INDEX, tenant],
-            )
-            return
-        scripts.PUSH(
-            self._admission_client(),
-            [self._target_list(queue, message), keys.doorbell(queue)],
-            [dumps(message), keys.DOORBELL_LAST_INDEX],
-        )
 
 
 class Transport(kombu_redis.Transport):

@@ -21,6 +21,9 @@ REPLAY_OF = "replayOf"
 REPLAY_COUNT = "replayCount"
 #: The priority name of the lane a job was first promoted out of by aging (storefront_jobs.broker.aging).
 PROMOTED_FROM = "promotedFrom"
+#: Set (true) on a message that carries many items of its task (storefront_jobs.jobs.chunks); kept in
+#: the DLQ record of a whole chunk, so that its replay is a chunk again.
+ITEM_CHUNK = "itemChunk"
 #: Unix seconds when the message entered the lane it waits in: stamped by the transport on every
 #: push into a lane (a retry and a promotion too), so that aging measures the wait in that lane.
 LANE_SINCE = "laneSince"
@@ -42,6 +45,7 @@ STAMPED_HEADERS = (
     REPLAY_OF,
     REPLAY_COUNT,
     PROMOTED_FROM,
+    ITEM_CHUNK,
 )
 
 

@@ -20,20 +20,27 @@ retry is left the failure is final: the worker's hooks
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from kombu import serialization
-from kombu.exceptions import EncodeError
+from kombu.exceptions import EncodeError, OperationalError
 
 from storefront_jobs.broker.keys import LANES, lane_name, priority_of_lane
-from storefront_jobs.errors import ConfigurationError, EnqueueError, PayloadError
-from storefront_jobs.jobs import envelope
+from storefront_jobs.errors import (
+    ConfigurationError,
+    EnqueueError,
+    PartialEnqueueError,
+    PayloadError,
+    StorefrontJobsError,
+)
+from storefront_jobs.jobs import chunks, envelope, publish
 from storefront_jobs.jobs.context import JobContext, job_context
 from storefront_jobs.jobs.failures import JobFailure, build_failure, is_retryable
 from storefront_jobs.jobs.priorities import Priority
+from storefront_jobs.jobs.publish import payload_error
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s, task_policies
 
 if TYPE_CHECKING:
@@ -103,6 +110,8 @@ class PriorityTask(_TaskBase):
         return countdown_s(self.policy_for(job.priority), job.attempt)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and not self.request.called_directly and chunks.is_chunk(self.request):
+            return chunks.run_chunk(self, args[0])
         try:
             return super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
@@ -164,6 +173,12 @@ class PriorityTask(_TaskBase):
         headers.setdefault(envelope.JOB_QUEUE, self.job_queue or self.name)
         options["headers"] = headers
         app = self._storefront_app()
+        if not is_retry and publish.serves(
+            self, {**options, "link": link, "link_error": link_error, "producer": producer, "shadow": shadow}
+        ):
+            return app.lane_publisher.send(
+                self, args, kwargs, priority=priority, headers=headers, task_id=task_id
+            )
         if not is_retry and not self.app.conf.task_always_eager:
             check_payload(self.name, args, kwargs, app.storefront_settings.max_payload_bytes, self.serializer)
             # On Redis the transport admits the job inside the publish (one round
@@ -176,6 +191,75 @@ class PriorityTask(_TaskBase):
             raise PayloadError(
                 f"cannot enqueue {self.name}: arguments are not JSON-serializable: {exc}"
             ) from exc
+
+    def enqueue_many(
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        priority: Priority | None = None,
+        chunk_size: int = publish.DEFAULT_CHUNK_SIZE,
+    ) -> list[Any]:
+        """Enqueue one job per call, many per Redis round trip; their AsyncResults, in order.
+
+        A call is a list or tuple of positional arguments, or a mapping of
+        keyword arguments: ``send_receipt.enqueue_many([("o-1",), ("o-2",)])``.
+        Each chunk of ``chunk_size`` jobs is admitted as one: a chunk that
+        would overfill the lane is refused whole. When a chunk cannot be
+        enqueued, :class:`~storefront_jobs.errors.PartialEnqueueError` says
+        which jobs are queued (those before it). Every job is the job
+        ``apply_async`` would send: same message, same signals, same rules.
+        """
+        lane_priority = priority if priority is not None else self.lane_priority
+        headers = {envelope.JOB_QUEUE: self.job_queue or self.name}
+        app = self._storefront_app()
+        if publish.serves(self, {}):
+            return app.lane_publisher.send_many(  # type: ignore[no-any-return]
+                self, calls, priority=lane_priority, headers=headers, chunk_size=chunk_size
+            )
+        # Another broker, or eager mode: Celery's path, one job at a time, with the same error.
+        results: list[Any] = []
+        pending = list(calls)
+        for call in pending:
+            args, kwargs = publish.split_call(self.name, call)
+            try:
+                results.append(self.apply_async(args, kwargs, priority=lane_priority))
+            except (StorefrontJobsError, OperationalError) as exc:
+                raise PartialEnqueueError(self.name, results, len(pending), exc) from exc
+        return results
+
+    def enqueue_chunked(
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        chunk_size: int = chunks.DEFAULT_CHUNK_ITEMS,
+        priority: Priority | None = None,
+    ) -> list[Any]:
+        """Enqueue the calls as messages of up to ``chunk_size`` items each; an AsyncResult per message.
+
+        For tiny, numerous jobs (archive rows, migrations): the worker runs
+        the body once per item, and an item that fails is retried or
+        dead-lettered alone, with its own DLQ record
+        (:mod:`storefront_jobs.jobs.chunks`). Calls are given as for
+        :meth:`enqueue_many`.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        items = chunks.item_calls(self, calls)
+        groups = [(items[i : i + chunk_size],) for i in range(0, len(items), chunk_size)]
+        lane_priority = priority if priority is not None else self.lane_priority
+        headers = {envelope.JOB_QUEUE: self.job_queue or self.name, envelope.ITEM_CHUNK: True}
+        app = self._storefront_app()
+        if publish.serves(self, {}):
+            return app.lane_publisher.send_many(  # type: ignore[no-any-return]
+                self, groups, priority=lane_priority, headers=headers, check_arguments=False
+            )
+        results: list[Any] = []
+        for group in groups:
+            try:
+                results.append(self.apply_async(group, priority=lane_priority, headers=headers))
+            except (StorefrontJobsError, OperationalError) as exc:
+                raise PartialEnqueueError(self.name, results, len(groups), exc) from exc
+        return results
 
     def final_failure(
         self, job: JobContext, exception: BaseException, *, args: Any, kwargs: Any, einfo: Any, now_s: float
@@ -244,10 +328,7 @@ def check_payload(task_name: str, args: Any, kwargs: Any, limit_bytes: int, seri
     except EncodeError as exc:
         raise PayloadError(f"cannot enqueue {task_name}: arguments are not JSON-serializable: {exc}") from exc
     size = len(data.encode() if isinstance(data, str) else data)
-    if size > limit_bytes:
-        raise PayloadError(
-            f"cannot enqueue {task_name}: its arguments take {size} bytes as JSON, over the limit of "
-            f"{limit_bytes} (STOREFRONT_JOBS_MAX_PAYLOAD_BYTES); pass a reference to the data (an id, "
-            "an object-store key) instead"
-        )
+    error = payload_error(task_name, size, limit_bytes)
+    if error is not None:
+        raise error
     return size

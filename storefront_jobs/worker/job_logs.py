@@ -71,6 +71,8 @@ class JobLogs(Hook):
     def job_exhausted(self, task: Any, failure: JobFailure, exception: BaseException, einfo: Any) -> None:
         extra = {
             **task.job.log_fields(),
+            # An item of a chunk fails under its own id (storefront_jobs.jobs.chunks).
+            "executionId": failure.execution_id,
             "lastError": f"{failure.error_type}: {failure.error_message}",
             "reason": failure.reason.value,
         }

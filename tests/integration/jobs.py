@@ -299,3 +299,11 @@ def chaos_poison(run: str, job_id: str) -> None:
 
     accounting.job_started(run, job_id)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@priority_task(Priority.DEFAULT, queue="interop", name="tests.interop.record", bind=True)
+def interop_record(self: Any, order_id: str, copies: int = 1) -> None:
+    """The storefront side of tests.integration.interop_jobs' task of the same name."""
+    from tests.integration.interop_jobs import record
+
+    record("storefront", order_id, copies, self.request)

@@ -1,0 +1,138 @@
+"""Putting a job into its lane: the one place a push is admitted, counted, routed to a tenant and rung.
+
+Two publishers push storefront jobs: the transport (:mod:`storefront_jobs.broker.transport`),
+under kombu's ``publish`` (retries, foreign callers, anything Celery sends)
+and the lean enqueue (:mod:`storefront_jobs.jobs.publish`), which builds the
+same message itself. Both hand the kombu message (the dict kombu would
+``LPUSH``, :mod:`storefront_jobs.broker.wire`) to the functions here, so the
+capacity rule, the enqueue count, the tenant's list and the doorbell cannot
+differ between them:
+
+* :func:`admit_and_push`: a job's first publish, one script call
+  (``admit_and_push``, or ``tenants/admit_and_push`` for a tenant's job in a
+  fair lane);
+* :func:`push`: a retry (accepted once, never refused);
+* :func:`admit_and_push_many`: a chunk of first publishes into a lane's plain
+  list, one script call that refuses the chunk whole when it does not fit.
+
+Every push stamps ``laneSince`` first (aging measures a job's wait in the lane
+it waits in).
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kombu.utils.json import dumps
+
+from storefront_jobs.broker import keys, scripts, tenants
+from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
+from storefront_jobs.jobs import envelope
+from storefront_jobs.jobs.priorities import Priority
+
+#: The producer host, a label of the enqueue counter.
+HOST = socket.gethostname()
+
+
+def counter_field(priority: Priority, message: Mapping[str, Any]) -> str:
+    """The enqueue-counter field of a message: its priority, job queue, task and this host."""
+    headers = message.get("headers") or {}
+    return enqueued_field(
+        priority,
+        str(headers.get(envelope.JOB_QUEUE) or "unknown"),
+        str(headers.get(envelope.TASK_NAME)),
+        HOST,
+    )
+
+
+def fair_tenant(options: Mapping[str, Any] | None, lane: str, message: Mapping[str, Any]) -> str | None:
+    """The tenant whose list a push of ``message`` into ``lane`` goes to, or None for the lane's own lists.
+
+    Only a lane the producer's settings make fair (``options`` are the
+    transport options) and a job with a tenant.
+    """
+    if lane not in tenants.fair_lanes(options):
+        return None
+    return tenants.tenant_of(message)
+
+
+def admit_and_push(
+    client: Any, lane: str, message: dict[str, Any], *, capacity: int, target: str, tenant: str | None
+) -> int:
+    """A job's first publish: the lane's depth before it, or :class:`QueueOverflowError` (nothing pushed).
+
+    ``target`` is the list of the lane the message belongs on (kombu's
+    priority sub-list; the lane's name for priority 0), used when the job
+    has no ``tenant`` list to go to.
+    """
+    priority = _priority(lane)
+    envelope.stamp_lane_entry(message, time.time())
+    script_keys, args = admission_call(priority, capacity, counter_field(priority, message))
+    if tenant is not None:
+        reply = scripts.TENANT_ADMIT_AND_PUSH(
+            client,
+            [*script_keys, *tenants.push_keys(lane, tenant)],
+            [*args, dumps(message), keys.DOORBELL_LAST_INDEX, tenant],
+        )
+    else:
+        call_keys = [*script_keys, target, keys.doorbell(lane)]
+        payload = dumps(message)
+        # Only the message differs between two jobs of a task: the rest is packed once.
+        head = _admit_head(tuple(call_keys), tuple(args))
+        packed = head + scripts.resp_bulk(payload.encode()) + _LAST_INDEX
+        reply = scripts.ADMIT_AND_PUSH.call_packed(
+            client, packed, call_keys, [*args, payload, keys.DOORBELL_LAST_INDEX]
+        )
+    return depth_or_refuse(reply, lane, capacity)
+
+
+_LAST_INDEX = scripts.resp_bulk(str(keys.DOORBELL_LAST_INDEX).encode())
+
+
+@functools.lru_cache(maxsize=1024)
+def _admit_head(call_keys: tuple[str, ...], args: tuple[Any, ...]) -> bytes:
+    """The packed start of one admit_and_push call, up to its message (one per lane and label set)."""
+    return scripts.ADMIT_AND_PUSH.packed_head(call_keys, args, total_args=len(args) + 2)
+
+
+def push(client: Any, lane: str, message: dict[str, Any], *, target: str, tenant: str | None) -> None:
+    """A message that needs no admission (a retry) into its lane, the lane's doorbell rung."""
+    envelope.stamp_lane_entry(message, time.time())
+    if tenant is not None:
+        # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
+        scripts.TENANT_PUSH(
+            client, tenants.push_keys(lane, tenant), [dumps(message), keys.DOORBELL_LAST_INDEX, tenant]
+        )
+        return
+    scripts.PUSH(client, [target, keys.doorbell(lane)], [dumps(message), keys.DOORBELL_LAST_INDEX])
+
+
+def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any]], *, capacity: int) -> int:
+    """A chunk of first publishes of one task into the lane's plain list, admitted as one.
+
+    Returns the lane's depth before the chunk, or raises
+    :class:`QueueOverflowError` when the chunk does not fit (nothing of it
+    pushed). The messages share a task and job queue: one counter field.
+    """
+    priority = _priority(lane)
+    now_s = time.time()
+    for message in messages:
+        envelope.stamp_lane_entry(message, now_s)
+    script_keys, args = admission_call(priority, capacity, counter_field(priority, messages[0]))
+    reply = scripts.ADMIT_AND_PUSH_MANY(
+        client,
+        [*script_keys, lane, keys.doorbell(lane)],
+        [*args, keys.DOORBELL_LAST_INDEX, *(dumps(m) for m in messages)],
+    )
+    return depth_or_refuse(reply, lane, capacity)
+
+
+def _priority(lane: str) -> Priority:
+    priority = keys.priority_of_lane(lane)
+    if priority is None:
+        raise ValueError(f"{lane!r} is not a storefront lane")
+    return priority

@@ -1,0 +1,369 @@
+"""The lean enqueue: Celery's own task message, built from what a task's messages share, pushed in one call.
+
+``PriorityTask.apply_async`` sends an ordinary call (``delay(...)``,
+``apply_async(args, kwargs, priority=..., headers=...)``) through
+:class:`LanePublisher` instead of Celery's ``send_task`` and kombu's
+``publish``. What a worker reads is the same: a Celery protocol-2 message
+(its headers made by Celery's own ``create_task_message``, once per task, as a
+:class:`MessageTemplate`), in kombu's Redis envelope
+(:mod:`storefront_jobs.broker.wire`), pushed by the same admission script as
+the transport's (:mod:`storefront_jobs.broker.lanepush`). What users'
+instrumentation sees is the same: ``before_task_publish`` (whose receivers may
+change the headers, as storefront's own stamping does) and
+``after_task_publish``, with Celery's arguments. What is skipped is the
+per-call work a lane does not need: Celery's routing and option merging,
+``saferepr`` of the arguments, and kombu's entity copies, declaration checks
+and serializer registry.
+
+Anything else takes Celery's path unchanged: links, countdowns and ETAs,
+expiry, a producer or shadow name of the caller's, a result backend, sent
+events, compression, another serializer, eager mode, retries, and a broker
+served by kombu's own transport (:func:`serves`).
+
+:meth:`LanePublisher.send_many` is ``enqueue_many``'s engine: it builds the
+messages of a chunk the same way and admits and pushes the chunk in one
+script call (one round trip for hundreds of jobs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import redis
+from celery import Task
+from celery import signals as celery_signals
+from celery.utils.nodenames import anon_nodename
+from kombu.exceptions import EncodeError, OperationalError
+from kombu.utils.json import dumps
+
+from storefront_jobs.broker import lanepush, wire
+from storefront_jobs.broker.keys import lane_name
+from storefront_jobs.broker.transport import CAPACITY_OPTION
+from storefront_jobs.errors import PartialEnqueueError, PayloadError, StorefrontJobsError
+from storefront_jobs.jobs.priorities import Priority
+
+if TYPE_CHECKING:
+    from storefront_jobs.jobs.task import PriorityTask
+
+#: Options of apply_async the lean path serves (after PriorityTask has turned ``priority`` into ``queue``).
+LEAN_OPTIONS = frozenset({"queue", "headers"})
+#: Jobs per script call of enqueue_many: big enough that the round trip is a small part of a job,
+#: small enough that one call holds Redis for about a millisecond.
+DEFAULT_CHUNK_SIZE = 500
+
+
+def short_repr(value: Any, max_size: int) -> str:
+    """``repr`` cut to ``max_size`` characters, as Celery shows arguments in events and logs.
+
+    The arguments are JSON values (the serializer is JSON), so plain ``repr``
+    is safe; Celery's ``saferepr`` costs more than the rest of the message.
+    """
+    text = repr(value)
+    return text if len(text) <= max_size else text[: max_size - 3] + "..."
+
+
+def payload_error(task: str, size: int, limit_bytes: int) -> PayloadError | None:
+    """The error of a job whose arguments take ``size`` bytes as JSON, or None within the limit."""
+    if size <= limit_bytes:
+        return None
+    return PayloadError(
+        f"cannot enqueue {task}: its arguments take {size} bytes as JSON, over the limit of "
+        f"{limit_bytes} (STOREFRONT_JOBS_MAX_PAYLOAD_BYTES); pass a reference to the data (an id, "
+        "an object-store key) instead"
+    )
+
+
+def encode_json(task: str, value: Any) -> str:
+    """``value`` as kombu's JSON serializer writes it, or PayloadError naming the task."""
+    try:
+        return str(dumps(value))
+    except (TypeError, ValueError, EncodeError) as exc:
+        raise PayloadError(f"cannot enqueue {task}: arguments are not JSON-serializable: {exc}") from exc
+
+
+def serves(task: Task[Any, Any], options: Mapping[str, Any]) -> bool:
+    """Whether the lean path serves this call: an ordinary enqueue of a storefront job on Redis.
+
+    ``options`` are apply_async's keyword options besides args and kwargs
+    (``task_id`` is served; link, link_error, producer and shadow arrive as
+    options here when given).
+    """
+    app: Any = task.app
+    if not getattr(app, "checks_capacity_in_transport", False) or app.conf.task_always_eager:
+        return False
+    if any(value is not None for key, value in options.items() if key not in LEAN_OPTIONS):
+        return False
+    return bool(app.lane_publisher.static_lean(task))
+
+
+def _static_lean(task: Task[Any, Any]) -> bool:
+    """What never changes for a task: its serializer, compression, expiry, results and sent events."""
+    conf = task.app.conf
+    return bool(
+        (task.serializer or conf.task_serializer) == "json"
+        and getattr(task, "compression", None) is None
+        and conf.task_compression is None
+        and task.expires is None
+        and not conf.result_backend
+        and not conf.task_send_sent_event
+        and type(task).shadow_name is Task.shadow_name
+        and int(conf.task_protocol) == 2
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    """What every message of one task shares, built by Celery once per task and process."""
+
+    task: str
+    #: Celery's protocol-2 headers of a plain call; ``id``, ``root_id``, ``parent_id`` and the reprs
+    #: are filled per job.
+    headers: Mapping[str, Any]
+    #: The third part of the body (callbacks, errbacks, chain, chord): all None for a plain call.
+    embed: Mapping[str, Any]
+    pid: int
+
+
+def build_template(task: Task[Any, Any]) -> MessageTemplate:
+    headers, _properties, body, _sent = task.app.amqp.create_task_message(
+        "",
+        task.name,
+        (),
+        {},
+        time_limit=task.time_limit,
+        soft_time_limit=task.soft_time_limit,
+        ignore_result=task.ignore_result,
+        origin=anon_nodename(),  # gen<pid>@host: per process
+        argsrepr="",
+        kwargsrepr="",
+    )
+    return MessageTemplate(task.name, dict(headers), dict(body[2]), os.getpid())
+
+
+@dataclasses.dataclass(slots=True)
+class _Built:
+    """One job's message, ready to push, with what after_task_publish reports."""
+
+    task_id: str
+    message: dict[str, Any]
+    headers: dict[str, Any]
+    body: tuple[Any, Any, Any]
+
+
+class LanePublisher:
+    """Sends storefront jobs without Celery's send_task (see the module docstring); one per app."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._templates: dict[str, MessageTemplate] = {}
+        self._static: dict[str, bool] = {}
+        options = app.conf.broker_transport_options or {}
+        self._transport_options: Mapping[str, Any] = options
+        self._capacities: Mapping[str, int] = options.get(CAPACITY_OPTION) or {}
+        self._limit_bytes: int = app.storefront_settings.max_payload_bytes
+        self._repr_max = int(app.amqp.argsrepr_maxsize)
+        self._retry_policy = dict(app.conf.task_publish_retry_policy or {})
+
+    def static_lean(self, task: Task[Any, Any]) -> bool:
+        """:func:`_static_lean` of a task, decided once: Celery's config lookups cost microseconds each."""
+        known = self._static.get(task.name)
+        if known is None:
+            known = self._static[task.name] = _static_lean(task)
+        return known
+
+    def template(self, task: Task[Any, Any]) -> MessageTemplate:
+        cached = self._templates.get(task.name)
+        if cached is None or cached.pid != os.getpid():
+            cached = self._templates[task.name] = build_template(task)
+        return cached
+
+    # --- one job --------------------------------------------------------------------------
+
+    def send(
+        self,
+        task: PriorityTask,
+        args: Any,
+        kwargs: Any,
+        *,
+        priority: Priority,
+        headers: Mapping[str, Any],
+        task_id: str | None = None,
+    ) -> Any:
+        """Enqueue one job on ``priority``'s lane; its AsyncResult, or the error of Celery's path."""
+        lane = lane_name(priority)
+        built = self._build(task, args, kwargs, lane=lane, headers=headers, task_id=task_id)
+        tenant = lanepush.fair_tenant(self._transport_options, lane, built.message)
+        with _broker_errors(lane):
+            lanepush.admit_and_push(
+                self._app.redis,
+                lane,
+                built.message,
+                capacity=self._capacities[lane],
+                target=lane,
+                tenant=tenant,
+            )
+        return self._published(task, built, lane)
+
+    # --- many jobs ------------------------------------------------------------------------
+
+    def send_many(
+        self,
+        task: PriorityTask,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        priority: Priority,
+        headers: Mapping[str, Any],
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        check_arguments: bool = True,
+    ) -> list[Any]:
+        """Enqueue one job per call, a chunk per script call; PartialEnqueueError says how far it got.
+
+        A call is a sequence of positional arguments or a mapping of keyword
+        arguments (``check_arguments=False``: already checked against the
+        task's signature, as chunks of items are). A chunk that would overfill
+        the lane is refused whole.
+        Jobs of a tenant in a fair lane are admitted one by one (each onto its
+        tenant's list), in the same order.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        lane = lane_name(priority)
+        results: list[Any] = []
+        # Every call is checked before the first push: a bad one sends nothing.
+        pending = [split_call(task.name, call) for call in calls]
+        header_check = getattr(task, "__header__", None) if check_arguments and task.typing else None
+        if header_check is not None:
+            for args, kwargs in pending:
+                header_check(*args, **kwargs)
+        try:
+            for chunk in _chunks(pending, chunk_size):
+                built = [
+                    self._build(task, args, kwargs, lane=lane, headers=headers, check_arguments=False)
+                    for args, kwargs in chunk
+                ]
+                if lanepush.fair_tenant(self._transport_options, lane, built[0].message) is not None:
+                    for one in built:
+                        self._push_one(lane, one)
+                        results.append(self._published(task, one, lane))
+                    continue
+                with _broker_errors(lane):
+                    lanepush.admit_and_push_many(
+                        self._app.redis, lane, [b.message for b in built], capacity=self._capacities[lane]
+                    )
+                results.extend(self._published(task, one, lane) for one in built)
+        except StorefrontJobsError as exc:
+            raise PartialEnqueueError(task.name, results, len(pending), exc) from exc
+        except OperationalError as exc:
+            raise PartialEnqueueError(task.name, results, len(pending), exc) from exc
+        return results
+
+    def _push_one(self, lane: str, built: _Built) -> None:
+        tenant = lanepush.fair_tenant(self._transport_options, lane, built.message)
+        with _broker_errors(lane):
+            lanepush.admit_and_push(
+                self._app.redis,
+                lane,
+                built.message,
+                capacity=self._capacities[lane],
+                target=lane,
+                tenant=tenant,
+            )
+
+    # --- the message ----------------------------------------------------------------------
+
+    def _build(
+        self,
+        task: PriorityTask,
+        args: Any,
+        kwargs: Any,
+        *,
+        lane: str,
+        headers: Mapping[str, Any],
+        task_id: str | None = None,
+        check_arguments: bool = True,
+    ) -> _Built:
+        args = list(args or ())
+        kwargs = dict(kwargs or {})
+        header_check = getattr(task, "__header__", None) if check_arguments and task.typing else None
+        if header_check is not None:
+            header_check(*args, **kwargs)  # Celery's signature check: a TypeError at the call site
+        template = self.template(task)
+        task_id = task_id or str(uuid.uuid4())
+        message_headers = dict(template.headers)
+        message_headers["id"] = task_id
+        message_headers["root_id"], message_headers["parent_id"] = self._lineage(task_id)
+        message_headers["argsrepr"] = short_repr(tuple(args), self._repr_max)
+        message_headers["kwargsrepr"] = short_repr(kwargs, self._repr_max)
+        message_headers.update(headers)
+        properties: dict[str, Any] = {"correlation_id": task_id, "reply_to": self._app.thread_oid}
+        body = (args, kwargs, dict(template.embed))
+        celery_signals.before_task_publish.send(
+            sender=task.name,
+            body=body,
+            exchange="",
+            routing_key=lane,
+            declare=[],
+            headers=message_headers,
+            properties=properties,
+            retry_policy=self._retry_policy,
+        )
+        # Encoded after the signal, as kombu does: a receiver may still change the arguments.
+        args_json = encode_json(task.name, body[0])
+        kwargs_json = encode_json(task.name, body[1])
+        # The size check_payload measures: the JSON of the (args, kwargs) pair.
+        error = payload_error(task.name, len(args_json) + len(kwargs_json) + 4, self._limit_bytes)
+        if error is not None:
+            raise error
+        body_json = f"[{args_json}, {kwargs_json}, {encode_json(task.name, body[2])}]"
+        message = wire.lane_message(body_json, message_headers, properties, lane=lane)
+        return _Built(task_id, message, message_headers, body)
+
+    def _lineage(self, task_id: str) -> tuple[str, str | None]:
+        """``root_id`` and ``parent_id`` as send_task sets them: from the task running here, if any."""
+        parent = self._app.current_worker_task
+        if not parent:
+            return task_id, None
+        request = parent.request
+        return (request.root_id or request.id or task_id), request.id
+
+    def _published(self, task: PriorityTask, built: _Built, lane: str) -> Any:
+        celery_signals.after_task_publish.send(
+            sender=task.name, body=built.body, exchange="", routing_key=lane, headers=built.headers
+        )
+        result = task.AsyncResult(built.task_id)
+        parent = self._app.current_worker_task
+        if parent:
+            parent.add_trail(result)
+        return result
+
+
+@contextlib.contextmanager
+def _broker_errors(lane: str) -> Iterator[None]:
+    """Turns redis-py's connection errors into kombu's OperationalError, which Celery's publish raises."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise OperationalError(f"cannot enqueue into lane {lane!r}: {exc}") from exc
+
+
+def split_call(task: str, call: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, Any]:
+    if isinstance(call, Mapping):
+        return (), call
+    if isinstance(call, (list, tuple)):
+        return call, {}
+    raise TypeError(
+        f"enqueue_many of {task}: each call is a list or tuple of positional arguments or a mapping "
+        f"of keyword arguments, not {type(call).__name__}"
+    )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
