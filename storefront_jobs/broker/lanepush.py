@@ -27,10 +27,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kombu.utils.json import dumps
-
-from storefront_jobs.broker import keys, scripts, tenants
+from storefront_jobs.broker import keys, scripts, tenants, wire
 from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
+from storefront_jobs.broker.held import HeldConnection
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.priorities import Priority
 
@@ -61,13 +60,21 @@ def fair_tenant(options: Mapping[str, Any] | None, lane: str, message: Mapping[s
 
 
 def admit_and_push(
-    client: Any, lane: str, message: dict[str, Any], *, capacity: int, target: str, tenant: str | None
+    client: Any,
+    lane: str,
+    message: dict[str, Any],
+    *,
+    capacity: int,
+    target: str,
+    tenant: str | None,
+    held: HeldConnection | None = None,
 ) -> int:
     """A job's first publish: the lane's depth before it, or :class:`QueueOverflowError` (nothing pushed).
 
     ``target`` is the list of the lane the message belongs on (kombu's
     priority sub-list; the lane's name for priority 0), used when the job
-    has no ``tenant`` list to go to.
+    has no ``tenant`` list to go to. With ``held`` (the lean enqueue), the
+    call is packed once per lane and label set and sent on that connection.
     """
     priority = _priority(lane)
     envelope.stamp_lane_entry(message, time.time())
@@ -76,16 +83,22 @@ def admit_and_push(
         reply = scripts.TENANT_ADMIT_AND_PUSH(
             client,
             [*script_keys, *tenants.push_keys(lane, tenant)],
-            [*args, dumps(message), keys.DOORBELL_LAST_INDEX, tenant],
+            [*args, wire.encode(message), keys.DOORBELL_LAST_INDEX, tenant],
         )
-    else:
+    elif held is not None:
         call_keys = [*script_keys, target, keys.doorbell(lane)]
-        payload = dumps(message)
+        payload = wire.encode(message)
         # Only the message differs between two jobs of a task: the rest is packed once.
         head = _admit_head(tuple(call_keys), tuple(args))
         packed = head + scripts.resp_bulk(payload.encode()) + _LAST_INDEX
         reply = scripts.ADMIT_AND_PUSH.call_packed(
-            client, packed, call_keys, [*args, payload, keys.DOORBELL_LAST_INDEX]
+            held, packed, call_keys, [*args, payload, keys.DOORBELL_LAST_INDEX]
+        )
+    else:
+        reply = scripts.ADMIT_AND_PUSH(
+            client,
+            [*script_keys, target, keys.doorbell(lane)],
+            [*args, wire.encode(message), keys.DOORBELL_LAST_INDEX],
         )
     return depth_or_refuse(reply, lane, capacity)
 
@@ -105,10 +118,10 @@ def push(client: Any, lane: str, message: dict[str, Any], *, target: str, tenant
     if tenant is not None:
         # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
         scripts.TENANT_PUSH(
-            client, tenants.push_keys(lane, tenant), [dumps(message), keys.DOORBELL_LAST_INDEX, tenant]
+            client, tenants.push_keys(lane, tenant), [wire.encode(message), keys.DOORBELL_LAST_INDEX, tenant]
         )
         return
-    scripts.PUSH(client, [target, keys.doorbell(lane)], [dumps(message), keys.DOORBELL_LAST_INDEX])
+    scripts.PUSH(client, [target, keys.doorbell(lane)], [wire.encode(message), keys.DOORBELL_LAST_INDEX])
 
 
 def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any]], *, capacity: int) -> int:
@@ -126,7 +139,7 @@ def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any
     reply = scripts.ADMIT_AND_PUSH_MANY(
         client,
         [*script_keys, lane, keys.doorbell(lane)],
-        [*args, keys.DOORBELL_LAST_INDEX, *(dumps(m) for m in messages)],
+        [*args, keys.DOORBELL_LAST_INDEX, *(wire.encode(m) for m in messages)],
     )
     return depth_or_refuse(reply, lane, capacity)
 

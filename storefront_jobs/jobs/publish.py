@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from kombu.exceptions import EncodeError, OperationalError
 from kombu.utils.json import dumps
 
 from storefront_jobs.broker import lanepush, wire
+from storefront_jobs.broker.held import HeldConnection
 from storefront_jobs.broker.keys import lane_name
 from storefront_jobs.broker.transport import CAPACITY_OPTION
 from storefront_jobs.errors import PartialEnqueueError, PayloadError, StorefrontJobsError
@@ -80,7 +82,16 @@ def payload_error(task: str, size: int, limit_bytes: int) -> PayloadError | None
 
 
 def encode_json(task: str, value: Any) -> str:
-    """``value`` as kombu's JSON serializer writes it, or PayloadError naming the task."""
+    """``value`` as kombu's JSON serializer writes it, or PayloadError naming the task.
+
+    Plain JSON values take the standard library's encoder, which writes them
+    exactly as kombu's does (kombu's only adds types: dates, UUIDs, decimals)
+    without building an encoder per call; anything else takes kombu's.
+    """
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        pass
     try:
         return str(dumps(value))
     except (TypeError, ValueError, EncodeError) as exc:
@@ -128,6 +139,8 @@ class MessageTemplate:
     #: The third part of the body (callbacks, errbacks, chain, chord): all None for a plain call.
     embed: Mapping[str, Any]
     pid: int
+    #: ``embed`` as JSON: the body's third part of nearly every job.
+    embed_json: str = "null"
 
 
 def build_template(task: Task[Any, Any]) -> MessageTemplate:
@@ -143,7 +156,8 @@ def build_template(task: Task[Any, Any]) -> MessageTemplate:
         argsrepr="",
         kwargsrepr="",
     )
-    return MessageTemplate(task.name, dict(headers), dict(body[2]), os.getpid())
+    embed = dict(body[2])
+    return MessageTemplate(task.name, dict(headers), embed, os.getpid(), json.dumps(embed))
 
 
 @dataclasses.dataclass(slots=True)
@@ -154,6 +168,8 @@ class _Built:
     message: dict[str, Any]
     headers: dict[str, Any]
     body: tuple[Any, Any, Any]
+    #: The task running in this thread when the job was sent (its parent), or None.
+    parent: Any = None
 
 
 class LanePublisher:
@@ -169,6 +185,8 @@ class LanePublisher:
         self._limit_bytes: int = app.storefront_settings.max_payload_bytes
         self._repr_max = int(app.amqp.argsrepr_maxsize)
         self._retry_policy = dict(app.conf.task_publish_retry_policy or {})
+        self._held = HeldConnection(app.redis)
+        self._result_cls = app.AsyncResult
 
     def static_lean(self, task: Task[Any, Any]) -> bool:
         """:func:`_static_lean` of a task, decided once: Celery's config lookups cost microseconds each."""
@@ -207,6 +225,7 @@ class LanePublisher:
                 capacity=self._capacities[lane],
                 target=lane,
                 tenant=tenant,
+                held=self._held,
             )
         return self._published(task, built, lane)
 
@@ -297,7 +316,8 @@ class LanePublisher:
         task_id = task_id or str(uuid.uuid4())
         message_headers = dict(template.headers)
         message_headers["id"] = task_id
-        message_headers["root_id"], message_headers["parent_id"] = self._lineage(task_id)
+        parent = self._app.current_worker_task
+        message_headers["root_id"], message_headers["parent_id"] = _lineage(parent, task_id)
         message_headers["argsrepr"] = short_repr(tuple(args), self._repr_max)
         message_headers["kwargsrepr"] = short_repr(kwargs, self._repr_max)
         message_headers.update(headers)
@@ -314,33 +334,35 @@ class LanePublisher:
             retry_policy=self._retry_policy,
         )
         # Encoded after the signal, as kombu does: a receiver may still change the arguments.
-        args_json = encode_json(task.name, body[0])
-        kwargs_json = encode_json(task.name, body[1])
+        args_json = encode_json(task.name, body[0]) if body[0] else "[]"
+        kwargs_json = encode_json(task.name, body[1]) if body[1] else "{}"
         # The size check_payload measures: the JSON of the (args, kwargs) pair.
         error = payload_error(task.name, len(args_json) + len(kwargs_json) + 4, self._limit_bytes)
         if error is not None:
             raise error
-        body_json = f"[{args_json}, {kwargs_json}, {encode_json(task.name, body[2])}]"
+        embed = body[2]
+        embed_json = template.embed_json if embed == template.embed else encode_json(task.name, embed)
+        body_json = f"[{args_json}, {kwargs_json}, {embed_json}]"
         message = wire.lane_message(body_json, message_headers, properties, lane=lane)
-        return _Built(task_id, message, message_headers, body)
-
-    def _lineage(self, task_id: str) -> tuple[str, str | None]:
-        """``root_id`` and ``parent_id`` as send_task sets them: from the task running here, if any."""
-        parent = self._app.current_worker_task
-        if not parent:
-            return task_id, None
-        request = parent.request
-        return (request.root_id or request.id or task_id), request.id
+        return _Built(task_id, message, message_headers, body, parent)
 
     def _published(self, task: PriorityTask, built: _Built, lane: str) -> Any:
         celery_signals.after_task_publish.send(
             sender=task.name, body=built.body, exchange="", routing_key=lane, headers=built.headers
         )
-        result = task.AsyncResult(built.task_id)
-        parent = self._app.current_worker_task
-        if parent:
-            parent.add_trail(result)
+        # What task.AsyncResult builds, without its per-call lookups of app and backend.
+        result = self._result_cls(built.task_id, backend=task.backend, task_name=task.name)
+        if built.parent:
+            built.parent.add_trail(result)
         return result
+
+
+def _lineage(parent: Any, task_id: str) -> tuple[str, str | None]:
+    """``root_id`` and ``parent_id`` as send_task sets them: from the task running here, if any."""
+    if not parent:
+        return task_id, None
+    request = parent.request
+    return (request.root_id or request.id or task_id), request.id
 
 
 @contextlib.contextmanager

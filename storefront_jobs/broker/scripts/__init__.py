@@ -34,6 +34,8 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from storefront_jobs.broker.held import HeldConnection
+
 #: A line of a ``.lua`` file naming a shared piece, by its path in this folder.
 _INCLUDE = re.compile(r"^-- include: (?P<path>\S+\.lua)[ \t]*$", re.MULTILINE)
 
@@ -71,29 +73,32 @@ class Script:
         return b"*%d\r\n" % (len(head) + total_args) + b"".join(resp_bulk(part) for part in parts)
 
     def call_packed(
-        self, client: redis.Redis[Any], packed: bytes, keys: Sequence[Any], args: Sequence[Any]
+        self, held: HeldConnection, packed: bytes, keys: Sequence[Any], args: Sequence[Any]
     ) -> Any:
-        """Send a packed ``EVALSHA`` (``packed_head`` + :func:`resp_bulk` of the rest) on one connection.
+        """Send a packed ``EVALSHA`` (``packed_head`` + :func:`resp_bulk` of the rest) on a held connection.
 
-        The hot path of an enqueue: redis-py's command packing costs more than
-        the rest of a job's message, and only the message differs between two
-        jobs of a task. ``keys`` and ``args`` are the same call unpacked, sent
-        the ordinary way if Redis does not know the script.
+        The hot path of an enqueue: redis-py's command packing and pool
+        checkout cost more than the rest of a job's message, and only the
+        message differs between two jobs of a task. ``keys`` and ``args`` are
+        the same call unpacked, sent the ordinary way if Redis does not know
+        the script.
         """
-        pool = client.connection_pool
-        connection = pool.get_connection()
+        connection = held.get()
         try:
             connection.send_packed_command([packed])
             reply = connection.read_response()
         except NoScriptError:
-            pool.release(connection)
-            return self(client, keys, args)
+            return self(held.client, keys, args)
+        except redis.ConnectionError:
+            # The server closed the connection (a restart): sent again the ordinary way, which
+            # reconnects and retries as redis-py does for every command.
+            held.drop()
+            return self(held.client, keys, args)
         except BaseException:
             # A half-read reply must not reach the next command on this connection.
-            connection.disconnect()
-            pool.release(connection)
+            held.drop()
             raise
-        pool.release(connection)
+        held.answered()
         return reply
 
     def command(self, keys: Sequence[Any], args: Sequence[Any], *, cached: bool = True) -> list[Any]:
