@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -117,10 +117,15 @@ def run_phases(run: Run) -> None:
         print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    out_dir = REPO_ROOT / "bench" / "results" / time.strftime("core-%Y%m%d-%H%M%S")
+@contextlib.contextmanager
+def bench_run(args: argparse.Namespace, name: str) -> Iterator[Run]:
+    """A run of a benchmark: a private Redis, a control app, one producer per kind, its results directory.
+
+    The results (``run.results``, with the machine's facts) are written to
+    ``results.json`` in ``run.children.log_dir`` at the end, also after a
+    failure or Ctrl-C: whatever was measured is still worth keeping.
+    """
+    out_dir = REPO_ROOT / "bench" / "results" / time.strftime(f"{name}-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
     # Closed in reverse order: producers and workers first, while their Redis is still up.
     with contextlib.ExitStack() as stack:
@@ -134,14 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(args, broker.url, client, children, control, producers)
         run.results["machine"] = machine_facts(client, args)
         try:
-            run_phases(run)
+            yield run
         finally:
-            # Whatever was measured before a failure or Ctrl-C is still worth keeping.
             run.results["machine"]["loadavg_end"] = os.getloadavg()
             (out_dir / "results.json").write_text(json.dumps(run.results, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    with bench_run(args, "core") as run:
+        run_phases(run)
     print()
     print(report.render(run.results, percentile))
-    print(f"\nraw samples and worker logs: {out_dir.relative_to(REPO_ROOT)}")
+    print(f"\nraw samples and worker logs: {run.children.log_dir.relative_to(REPO_ROOT)}")
     return 0
 
 

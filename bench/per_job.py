@@ -23,21 +23,13 @@ goal is a ratio to bare Celery measured in the same run.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import statistics
 import sys
-import time
-from typing import Any
 
-import redis
-from celery import Celery
-
-from bench.core import git_state, machine_facts
+from bench.core import bench_run
 from bench.drain import DrainCase, drain_once
 from bench.harness import Run, reset_broker, round_order
-from bench.procs import REPO_ROOT, Children, Producer
-from storefront_jobs.embedded import EmbeddedRedis
+from bench.procs import REPO_ROOT
 
 ENQUEUE_OPS: dict[str, tuple[str, str]] = {
     "bare": ("bare", "enqueue"),
@@ -155,27 +147,14 @@ def _render_processing(processing: dict[str, list[float]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     phases = args.only or ["enqueue", "processing"]
-    out_dir = REPO_ROOT / "bench" / "results" / time.strftime("per-job-%Y%m%d-%H%M%S")
-    out_dir.mkdir(parents=True)
-    with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(EmbeddedRedis())
-        client = stack.enter_context(redis.Redis.from_url(broker.url))
-        control = Celery("bench_control", broker=broker.url, set_as_current=False)
-        stack.callback(control.close)
-        children = Children(out_dir)
-        stack.callback(children.close)
-        producers = {kind: Producer(children, kind, broker.url) for kind in ("bare", "storefront")}
-        # bench.drain reads --jobs from the args; the core benchmark's other options are not used.
-        run = Run(args, broker.url, client, children, control, producers)
-        results: dict[str, Any] = {"machine": machine_facts(client, argparse.Namespace(**vars(args)))}
-        results["tree"] = git_state()
-        results["enqueue"] = bench_enqueue(run) if "enqueue" in phases else {}
-        results["processing"] = bench_processing(run) if "processing" in phases else {}
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    # bench.drain reads --jobs from the args; the core benchmark's other options are not used.
+    with bench_run(args, "per-job") as run:
+        run.results["enqueue"] = bench_enqueue(run) if "enqueue" in phases else {}
+        run.results["processing"] = bench_processing(run) if "processing" in phases else {}
     print()
-    print(f"tree: {results['tree']}; machine: {results['machine']}")
-    print(render(results["enqueue"], results["processing"]))
-    print(f"\nraw samples and worker logs: {out_dir.relative_to(REPO_ROOT)}")
+    print(f"machine: {run.results['machine']}")
+    print(render(run.results["enqueue"], run.results["processing"]))
+    print(f"\nraw samples and worker logs: {run.children.log_dir.relative_to(REPO_ROOT)}")
     return 0
 
 

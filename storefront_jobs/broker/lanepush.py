@@ -83,11 +83,11 @@ def admit_and_push(
         reply = scripts.TENANT_ADMIT_AND_PUSH(
             client,
             [*script_keys, *tenants.push_keys(lane, tenant)],
-            [*args, wire.encode(message), keys.DOORBELL_LAST_INDEX, tenant],
+            [*args, wire.to_json(message), keys.DOORBELL_LAST_INDEX, tenant],
         )
     elif held is not None:
         call_keys = [*script_keys, target, keys.doorbell(lane)]
-        payload = wire.encode(message)
+        payload = wire.to_json(message)
         # Only the message differs between two jobs of a task: the rest is packed once.
         head = _admit_head(tuple(call_keys), tuple(args))
         packed = head + scripts.resp_bulk(payload.encode()) + _LAST_INDEX
@@ -98,7 +98,7 @@ def admit_and_push(
         reply = scripts.ADMIT_AND_PUSH(
             client,
             [*script_keys, target, keys.doorbell(lane)],
-            [*args, wire.encode(message), keys.DOORBELL_LAST_INDEX],
+            [*args, wire.to_json(message), keys.DOORBELL_LAST_INDEX],
         )
     return depth_or_refuse(reply, lane, capacity)
 
@@ -118,10 +118,10 @@ def push(client: Any, lane: str, message: dict[str, Any], *, target: str, tenant
     if tenant is not None:
         # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
         scripts.TENANT_PUSH(
-            client, tenants.push_keys(lane, tenant), [wire.encode(message), keys.DOORBELL_LAST_INDEX, tenant]
+            client, tenants.push_keys(lane, tenant), [wire.to_json(message), keys.DOORBELL_LAST_INDEX, tenant]
         )
         return
-    scripts.PUSH(client, [target, keys.doorbell(lane)], [wire.encode(message), keys.DOORBELL_LAST_INDEX])
+    scripts.PUSH(client, [target, keys.doorbell(lane)], [wire.to_json(message), keys.DOORBELL_LAST_INDEX])
 
 
 def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any]], *, capacity: int) -> int:
@@ -139,7 +139,7 @@ def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any
     reply = scripts.ADMIT_AND_PUSH_MANY(
         client,
         [*script_keys, lane, keys.doorbell(lane)],
-        [*args, keys.DOORBELL_LAST_INDEX, *(wire.encode(m) for m in messages)],
+        [*args, keys.DOORBELL_LAST_INDEX, *(wire.to_json(m) for m in messages)],
     )
     return depth_or_refuse(reply, lane, capacity)
 

@@ -54,15 +54,15 @@ def lane_message(
     }
 
 
-def encode(message: dict[str, Any]) -> str:
-    """A kombu message as the JSON text pushed onto a lane, as kombu writes it.
+def to_json(value: Any) -> str:
+    """``value`` as JSON text, exactly as kombu's serializer writes it.
 
-    The standard library's encoder writes plain JSON values exactly as
-    kombu's does (kombu's adds types: dates, UUIDs, decimals, which a
-    receiver could put in a header) without building an encoder per call;
-    a message it cannot write takes kombu's.
+    The standard library's encoder writes plain JSON values as kombu's does
+    (kombu's adds types: dates, UUIDs, decimals) without building an encoder
+    per call; a value it cannot write takes kombu's, which raises for what
+    neither can write.
     """
     try:
-        return json.dumps(message)
+        return json.dumps(value)
     except (TypeError, ValueError):
-        return str(kombu_dumps(message))
+        return str(kombu_dumps(value))

@@ -21,12 +21,12 @@ import dataclasses
 from typing import Any, Protocol
 
 from celery import Celery
-from celery import signals as celery_signals
 from celery.utils.nodenames import anon_nodename
 from kombu.serialization import dumps
 
 from storefront_jobs.broker.accessors import collect_publish
 from storefront_jobs.errors import StorefrontJobsError
+from storefront_jobs.jobs.message import after_publish, before_publish, short_repr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +56,6 @@ class MessageBuilder(Protocol):
 
     def published(self, message: BuiltMessage) -> None:
         """Called once the message is in its lane."""
-
-
-def short_repr(value: Any, max_size: int) -> str:
-    """``repr`` cut to ``max_size`` characters, as Celery shows arguments in events and logs."""
-    text = repr(value)
-    return text if len(text) <= max_size else text[: max_size - 3] + "..."
 
 
 class KombuMessageBuilder:
@@ -105,16 +99,7 @@ class KombuMessageBuilder:
         )
         message_headers.update(headers)
         # What send_task does for a direct lane: the anonymous exchange, routing key = queue.
-        celery_signals.before_task_publish.send(
-            sender=task,
-            body=body,
-            exchange="",
-            routing_key=lane,
-            declare=[],
-            headers=message_headers,
-            properties=properties,
-            retry_policy={},
-        )
+        before_publish(task, body, lane, message_headers, properties, {})
         content_type, content_encoding, raw = dumps(body, serializer=self._serializer)
         properties["delivery_mode"] = 2
         envelope = self._channel.prepare_message(
@@ -139,10 +124,4 @@ class KombuMessageBuilder:
         )
 
     def published(self, message: BuiltMessage) -> None:
-        celery_signals.after_task_publish.send(
-            sender=message.task,
-            body=message.body,
-            exchange="",
-            routing_key=message.lane,
-            headers=message.headers,
-        )
+        after_publish(message.task, message.body, message.lane, message.headers)

@@ -39,7 +39,7 @@ from celery.exceptions import Retry
 
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.failures import is_retryable
-from storefront_jobs.jobs.publish import split_call
+from storefront_jobs.jobs.message import check_signature, split_call
 from storefront_jobs.jobs.retry import countdown_s
 from storefront_jobs.worker.hooks import HookChain
 
@@ -65,12 +65,10 @@ class ChunkOutcome:
 
 def item_calls(task: PriorityTask, calls: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[list[Any]]:
     """The calls as ``[args, kwargs]`` items, each checked against the task's signature now."""
-    header_check = getattr(task, "__header__", None) if task.typing else None
     items: list[list[Any]] = []
     for call in calls:
         args, kwargs = split_call(task.name, call)
-        if header_check is not None:
-            header_check(*args, **kwargs)  # a TypeError at the call site, as for one job
+        check_signature(task, args, kwargs)  # a TypeError at the call site, as for one job
         items.append([list(args), dict(kwargs)])
     return items
 

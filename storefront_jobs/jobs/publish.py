@@ -29,25 +29,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Task
-from celery import signals as celery_signals
-from celery.utils.nodenames import anon_nodename
-from kombu.exceptions import EncodeError, OperationalError
-from kombu.utils.json import dumps
+from kombu.exceptions import OperationalError
 
 from storefront_jobs.broker import lanepush, wire
 from storefront_jobs.broker.held import HeldConnection
 from storefront_jobs.broker.keys import lane_name
 from storefront_jobs.broker.transport import CAPACITY_OPTION
-from storefront_jobs.errors import PartialEnqueueError, PayloadError, StorefrontJobsError
+from storefront_jobs.errors import PartialEnqueueError, StorefrontJobsError
+from storefront_jobs.jobs.message import (
+    MessageTemplate,
+    after_publish,
+    before_publish,
+    build_template,
+    check_chunk_size,
+    check_signature,
+    chunks_of,
+    encode_json,
+    lineage,
+    payload_error,
+    short_repr,
+    split_call,
+)
 from storefront_jobs.jobs.priorities import Priority
 
 if TYPE_CHECKING:
@@ -58,44 +67,6 @@ LEAN_OPTIONS = frozenset({"queue", "headers"})
 #: Jobs per script call of enqueue_many: big enough that the round trip is a small part of a job,
 #: small enough that one call holds Redis for about a millisecond.
 DEFAULT_CHUNK_SIZE = 500
-
-
-def short_repr(value: Any, max_size: int) -> str:
-    """``repr`` cut to ``max_size`` characters, as Celery shows arguments in events and logs.
-
-    The arguments are JSON values (the serializer is JSON), so plain ``repr``
-    is safe; Celery's ``saferepr`` costs more than the rest of the message.
-    """
-    text = repr(value)
-    return text if len(text) <= max_size else text[: max_size - 3] + "..."
-
-
-def payload_error(task: str, size: int, limit_bytes: int) -> PayloadError | None:
-    """The error of a job whose arguments take ``size`` bytes as JSON, or None within the limit."""
-    if size <= limit_bytes:
-        return None
-    return PayloadError(
-        f"cannot enqueue {task}: its arguments take {size} bytes as JSON, over the limit of "
-        f"{limit_bytes} (STOREFRONT_JOBS_MAX_PAYLOAD_BYTES); pass a reference to the data (an id, "
-        "an object-store key) instead"
-    )
-
-
-def encode_json(task: str, value: Any) -> str:
-    """``value`` as kombu's JSON serializer writes it, or PayloadError naming the task.
-
-    Plain JSON values take the standard library's encoder, which writes them
-    exactly as kombu's does (kombu's only adds types: dates, UUIDs, decimals)
-    without building an encoder per call; anything else takes kombu's.
-    """
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return str(dumps(value))
-    except (TypeError, ValueError, EncodeError) as exc:
-        raise PayloadError(f"cannot enqueue {task}: arguments are not JSON-serializable: {exc}") from exc
 
 
 def serves(task: Task[Any, Any], options: Mapping[str, Any]) -> bool:
@@ -126,38 +97,6 @@ def _static_lean(task: Task[Any, Any]) -> bool:
         and type(task).shadow_name is Task.shadow_name
         and int(conf.task_protocol) == 2
     )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MessageTemplate:
-    """What every message of one task shares, built by Celery once per task and process."""
-
-    task: str
-    #: Celery's protocol-2 headers of a plain call; ``id``, ``root_id``, ``parent_id`` and the reprs
-    #: are filled per job.
-    headers: Mapping[str, Any]
-    #: The third part of the body (callbacks, errbacks, chain, chord): all None for a plain call.
-    embed: Mapping[str, Any]
-    pid: int
-    #: ``embed`` as JSON: the body's third part of nearly every job.
-    embed_json: str = "null"
-
-
-def build_template(task: Task[Any, Any]) -> MessageTemplate:
-    headers, _properties, body, _sent = task.app.amqp.create_task_message(
-        "",
-        task.name,
-        (),
-        {},
-        time_limit=task.time_limit,
-        soft_time_limit=task.soft_time_limit,
-        ignore_result=task.ignore_result,
-        origin=anon_nodename(),  # gen<pid>@host: per process
-        argsrepr="",
-        kwargsrepr="",
-    )
-    embed = dict(body[2])
-    return MessageTemplate(task.name, dict(headers), embed, os.getpid(), json.dumps(embed))
 
 
 @dataclasses.dataclass(slots=True)
@@ -216,17 +155,7 @@ class LanePublisher:
         """Enqueue one job on ``priority``'s lane; its AsyncResult, or the error of Celery's path."""
         lane = lane_name(priority)
         built = self._build(task, args, kwargs, lane=lane, headers=headers, task_id=task_id)
-        tenant = lanepush.fair_tenant(self._transport_options, lane, built.message)
-        with _broker_errors(lane):
-            lanepush.admit_and_push(
-                self._app.redis,
-                lane,
-                built.message,
-                capacity=self._capacities[lane],
-                target=lane,
-                tenant=tenant,
-                held=self._held,
-            )
+        self._push_one(lane, built)
         return self._published(task, built, lane)
 
     # --- many jobs ------------------------------------------------------------------------
@@ -250,18 +179,16 @@ class LanePublisher:
         Jobs of a tenant in a fair lane are admitted one by one (each onto its
         tenant's list), in the same order.
         """
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        check_chunk_size(chunk_size)
         lane = lane_name(priority)
         results: list[Any] = []
         # Every call is checked before the first push: a bad one sends nothing.
         pending = [split_call(task.name, call) for call in calls]
-        header_check = getattr(task, "__header__", None) if check_arguments and task.typing else None
-        if header_check is not None:
+        if check_arguments:
             for args, kwargs in pending:
-                header_check(*args, **kwargs)
+                check_signature(task, args, kwargs)
         try:
-            for chunk in _chunks(pending, chunk_size):
+            for chunk in chunks_of(pending, chunk_size):
                 built = [
                     self._build(task, args, kwargs, lane=lane, headers=headers, check_arguments=False)
                     for args, kwargs in chunk
@@ -276,13 +203,12 @@ class LanePublisher:
                         self._app.redis, lane, [b.message for b in built], capacity=self._capacities[lane]
                     )
                 results.extend(self._published(task, one, lane) for one in built)
-        except StorefrontJobsError as exc:
-            raise PartialEnqueueError(task.name, results, len(pending), exc) from exc
-        except OperationalError as exc:
+        except (StorefrontJobsError, OperationalError) as exc:
             raise PartialEnqueueError(task.name, results, len(pending), exc) from exc
         return results
 
     def _push_one(self, lane: str, built: _Built) -> None:
+        """One job admitted and pushed alone: onto its tenant's list in a fair lane, else the lane's."""
         tenant = lanepush.fair_tenant(self._transport_options, lane, built.message)
         with _broker_errors(lane):
             lanepush.admit_and_push(
@@ -292,6 +218,7 @@ class LanePublisher:
                 capacity=self._capacities[lane],
                 target=lane,
                 tenant=tenant,
+                held=self._held,
             )
 
     # --- the message ----------------------------------------------------------------------
@@ -309,30 +236,20 @@ class LanePublisher:
     ) -> _Built:
         args = list(args or ())
         kwargs = dict(kwargs or {})
-        header_check = getattr(task, "__header__", None) if check_arguments and task.typing else None
-        if header_check is not None:
-            header_check(*args, **kwargs)  # Celery's signature check: a TypeError at the call site
+        if check_arguments:
+            check_signature(task, args, kwargs)
         template = self.template(task)
         task_id = task_id or str(uuid.uuid4())
         message_headers = dict(template.headers)
         message_headers["id"] = task_id
         parent = self._app.current_worker_task
-        message_headers["root_id"], message_headers["parent_id"] = _lineage(parent, task_id)
+        message_headers["root_id"], message_headers["parent_id"] = lineage(parent, task_id)
         message_headers["argsrepr"] = short_repr(tuple(args), self._repr_max)
         message_headers["kwargsrepr"] = short_repr(kwargs, self._repr_max)
         message_headers.update(headers)
         properties: dict[str, Any] = {"correlation_id": task_id, "reply_to": self._app.thread_oid}
         body = (args, kwargs, dict(template.embed))
-        celery_signals.before_task_publish.send(
-            sender=task.name,
-            body=body,
-            exchange="",
-            routing_key=lane,
-            declare=[],
-            headers=message_headers,
-            properties=properties,
-            retry_policy=self._retry_policy,
-        )
+        before_publish(task.name, body, lane, message_headers, properties, self._retry_policy)
         # Encoded after the signal, as kombu does: a receiver may still change the arguments.
         args_json = encode_json(task.name, body[0]) if body[0] else "[]"
         kwargs_json = encode_json(task.name, body[1]) if body[1] else "{}"
@@ -347,22 +264,12 @@ class LanePublisher:
         return _Built(task_id, message, message_headers, body, parent)
 
     def _published(self, task: PriorityTask, built: _Built, lane: str) -> Any:
-        celery_signals.after_task_publish.send(
-            sender=task.name, body=built.body, exchange="", routing_key=lane, headers=built.headers
-        )
+        after_publish(task.name, built.body, lane, built.headers)
         # What task.AsyncResult builds, without its per-call lookups of app and backend.
         result = self._result_cls(built.task_id, backend=task.backend, task_name=task.name)
         if built.parent:
             built.parent.add_trail(result)
         return result
-
-
-def _lineage(parent: Any, task_id: str) -> tuple[str, str | None]:
-    """``root_id`` and ``parent_id`` as send_task sets them: from the task running here, if any."""
-    if not parent:
-        return task_id, None
-    request = parent.request
-    return (request.root_id or request.id or task_id), request.id
 
 
 @contextlib.contextmanager
@@ -372,20 +279,3 @@ def _broker_errors(lane: str) -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise OperationalError(f"cannot enqueue into lane {lane!r}: {exc}") from exc
-
-
-def split_call(task: str, call: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, Any]:
-    if isinstance(call, Mapping):
-        return (), call
-    if isinstance(call, (list, tuple)):
-        return call, {}
-    raise TypeError(
-        f"enqueue_many of {task}: each call is a list or tuple of positional arguments or a mapping "
-        f"of keyword arguments, not {type(call).__name__}"
-    )
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk

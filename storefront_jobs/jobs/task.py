@@ -26,21 +26,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from kombu import serialization
-from kombu.exceptions import EncodeError, OperationalError
+from kombu.exceptions import EncodeError
 
 from storefront_jobs.broker.keys import LANES, lane_name, priority_of_lane
 from storefront_jobs.errors import (
     ConfigurationError,
     EnqueueError,
-    PartialEnqueueError,
     PayloadError,
-    StorefrontJobsError,
 )
-from storefront_jobs.jobs import chunks, envelope, publish
+from storefront_jobs.jobs import batch, chunks, envelope, publish
 from storefront_jobs.jobs.context import JobContext, job_context
 from storefront_jobs.jobs.failures import JobFailure, build_failure, is_retryable
+from storefront_jobs.jobs.message import payload_error
 from storefront_jobs.jobs.priorities import Priority
-from storefront_jobs.jobs.publish import payload_error
 from storefront_jobs.jobs.retry import DEFAULT_RETRY_POLICIES, RetryPolicy, countdown_s, task_policies
 
 if TYPE_CHECKING:
@@ -209,23 +207,7 @@ class PriorityTask(_TaskBase):
         which jobs are queued (those before it). Every job is the job
         ``apply_async`` would send: same message, same signals, same rules.
         """
-        lane_priority = priority if priority is not None else self.lane_priority
-        headers = {envelope.JOB_QUEUE: self.job_queue or self.name}
-        app = self._storefront_app()
-        if publish.serves(self, {}):
-            return app.lane_publisher.send_many(  # type: ignore[no-any-return]
-                self, calls, priority=lane_priority, headers=headers, chunk_size=chunk_size
-            )
-        # Another broker, or eager mode: Celery's path, one job at a time, with the same error.
-        results: list[Any] = []
-        pending = list(calls)
-        for call in pending:
-            args, kwargs = publish.split_call(self.name, call)
-            try:
-                results.append(self.apply_async(args, kwargs, priority=lane_priority))
-            except (StorefrontJobsError, OperationalError) as exc:
-                raise PartialEnqueueError(self.name, results, len(pending), exc) from exc
-        return results
+        return batch.enqueue_many(self, calls, priority=priority, chunk_size=chunk_size)
 
     def enqueue_chunked(
         self,
@@ -242,24 +224,7 @@ class PriorityTask(_TaskBase):
         (:mod:`storefront_jobs.jobs.chunks`). Calls are given as for
         :meth:`enqueue_many`.
         """
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
-        items = chunks.item_calls(self, calls)
-        groups = [(items[i : i + chunk_size],) for i in range(0, len(items), chunk_size)]
-        lane_priority = priority if priority is not None else self.lane_priority
-        headers = {envelope.JOB_QUEUE: self.job_queue or self.name, envelope.ITEM_CHUNK: True}
-        app = self._storefront_app()
-        if publish.serves(self, {}):
-            return app.lane_publisher.send_many(  # type: ignore[no-any-return]
-                self, groups, priority=lane_priority, headers=headers, check_arguments=False
-            )
-        results: list[Any] = []
-        for group in groups:
-            try:
-                results.append(self.apply_async(group, priority=lane_priority, headers=headers))
-            except (StorefrontJobsError, OperationalError) as exc:
-                raise PartialEnqueueError(self.name, results, len(groups), exc) from exc
-        return results
+        return batch.enqueue_chunked(self, calls, priority=priority, chunk_size=chunk_size)
 
     def final_failure(
         self, job: JobContext, exception: BaseException, *, args: Any, kwargs: Any, einfo: Any, now_s: float

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
@@ -13,7 +11,8 @@ import redis
 from storefront_jobs.deadletter import Filter, store_for
 from storefront_jobs.embedded import EmbeddedRedis
 from tests.integration import chunk_jobs
-from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_env
+from tests.support.dlq import run_dlq
+from tests.support.workers import WorkerFactory, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,17 +60,8 @@ def test_a_chunk_of_1000_items_with_7_failures_leaves_993_done_and_7_replayable_
 
     # When the rows are unlocked and each record is replayed on its own
     redis_client.delete(chunk_jobs.FAILING)
-    env = worker_env(redis_server.url)
     for record in records:
-        replay = subprocess.run(
-            [sys.executable, "-m", "storefront_jobs", "dlq", "replay", record.execution_id, "--yes"],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        replay = run_dlq(redis_server.url, "replay", record.execution_id, "--yes")
         assert replay.returncode == 0, replay.stderr
 
     # Then each runs as an ordinary job of the task, and every row is done exactly once

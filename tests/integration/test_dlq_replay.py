@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
@@ -18,26 +17,10 @@ from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.jobs.priorities import Priority
 from tests.integration import jobs
 from tests.support.broker import client_ids, wait_disconnected
-from tests.support.dlq import fill_redis, make_record
+from tests.support.dlq import dlq_command, fill_redis, make_record, run_dlq
 from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_env
 
 pytestmark = pytest.mark.integration
-
-
-def dlq_command(broker_url: str, *args: str, **settings: str) -> list[str]:
-    return [sys.executable, "-m", "storefront_jobs", "dlq", *args]
-
-
-def run_dlq(broker_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        dlq_command(broker_url, *args),
-        env=worker_env(broker_url, **settings),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_a_replayed_job_runs_again_on_its_lane_as_a_new_execution(

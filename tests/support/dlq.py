@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import redis
@@ -10,6 +12,7 @@ import redis
 from storefront_jobs.broker import keys
 from storefront_jobs.deadletter.record import DeadLetter
 from storefront_jobs.deadletter.store import RedisDeadLetterStore
+from tests.support.workers import REPO_ROOT, worker_env
 
 
 def make_record(
@@ -128,3 +131,21 @@ def bulk_load(
                 connection.read_response()
     finally:
         client.connection_pool.release(connection)
+
+
+def dlq_command(broker_url: str, *args: str, **settings: str) -> list[str]:
+    """``storefront-jobs dlq ...`` as a subprocess argv (its broker comes from ``worker_env``)."""
+    return [sys.executable, "-m", "storefront_jobs", "dlq", *args]
+
+
+def run_dlq(broker_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run ``storefront-jobs dlq ...`` against ``broker_url`` with ``settings``; its output captured."""
+    return subprocess.run(
+        dlq_command(broker_url, *args),
+        env=worker_env(broker_url, **settings),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
