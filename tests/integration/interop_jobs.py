@@ -27,6 +27,8 @@ def record(side: str, order_id: str, copies: int, request: Any) -> None:
     redis.Redis.from_url(os.environ["STOREFRONT_JOBS_BROKER_URL"]).rpush(RUNS, json.dumps(entry))
 
 
-@bare_app.task(name=RECORD_NAME, bind=True)
+# shared=False: Celery would otherwise add the task to every app, storefront's too, where it would
+# collide with storefront's task of the same name (which of the two wins depends on set order).
+@bare_app.task(name=RECORD_NAME, bind=True, shared=False)
 def bare_record(self: Any, order_id: str, copies: int = 1) -> None:
     record("bare", order_id, copies, self.request)
