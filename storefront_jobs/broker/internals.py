@@ -125,9 +125,6 @@ REGISTRY: tuple[Internal, ...] = (
     _method(_CHANNEL, "_create_client", "(self, asynchronous)", _TRANSPORT,
             "one redis-py client per connection pool for the publish"),
     _property(_CHANNEL, "pool", _TRANSPORT, "the connection pool the publish client is built on"),
-    _method(_CHANNEL, "conn_or_acquire", "(self, client)", _TRANSPORT,
-            "overridden: the acknowledgement, restores and sizes reuse the channel's one client instead "
-            "of building a redis-py client per call"),
     _method(_CHANNEL, "_size", "(self, queue)", _TRANSPORT,
             "overridden: a lane's size counts its tenant lists too (a fair share per tenant)"),
     _method(_CHANNEL, "_purge", "(self, queue)", _TRANSPORT,

@@ -30,9 +30,7 @@ Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from kombu import Connection
@@ -74,17 +72,6 @@ class Channel(FetchingChannel):
         if cached is None or cached.connection_pool is not pool:
             cached = self._storefront_client = self._create_client()  # type: ignore[attr-defined]
         return cached
-
-    @contextlib.contextmanager
-    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
-        """The client kombu runs a command on: the caller's, else the channel's one client.
-
-        kombu builds a new redis-py client here for every acknowledgement,
-        restore and size (a fifth of a pool's time per job, bench.profile);
-        a client is a thin handle on the channel's connection pool, which is
-        what kombu's fresh one would use too.
-        """
-        yield client if client else self._admission_client()
 
     def _capacities(self) -> dict[str, int]:
         client = self.connection.client
