@@ -219,10 +219,35 @@ def settle(
             pending = [i for i in ids if i not in done]
             raise AssertionError(
                 f"not settled in {timeout_s} s: {len(pending)} jobs neither completed nor dead-lettered "
-                f"(e.g. {pending[:5]}); unacked: {broker.hlen('unacked')}, "
+                f"(e.g. {pending[:5]}); unacked: {broker.hlen('unacked')} {held_messages(broker, ledger)}, "
                 f"running: {sorted(ledger.live_running())[:5]}"
             )
         time.sleep(0.2)
+
+
+def held_messages(broker: redis.Redis, ledger: Ledger, limit: int = 5) -> list[dict[str, Any]]:
+    """What a stuck run's held messages are, for its failure message: each one's job, attempt and
+    age next to that job's starts and completed runs in the ledger."""
+    now_s = time.time()
+    starts, runs = ledger.starts(), ledger.runs()
+    held = []
+    for tag, raw in list(broker.hgetall("unacked").items())[:limit]:
+        payload = json.loads(raw)[0]
+        headers = payload.get("headers") or {}
+        job_id = str(headers.get("id"))
+        fetched_s = broker.zscore("unacked_index", tag)
+        held.append(
+            {
+                "id": job_id,
+                "retries": headers.get("retries"),
+                "eta": headers.get("eta"),
+                "redelivered": (payload.get("properties") or {}).get("delivery_info", {}).get("redelivered"),
+                "heldForS": None if fetched_s is None else round(now_s - fetched_s, 1),
+                "starts": starts.get(job_id, 0),
+                "runs": runs.get(job_id, 0),
+            }
+        )
+    return held
 
 
 @dataclasses.dataclass
