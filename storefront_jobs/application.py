@@ -36,7 +36,7 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import clients, keys
 from storefront_jobs.broker.admission import CapacityGate
 from storefront_jobs.broker.fetch import RESERVATION_OPTION, reservation_option
 from storefront_jobs.broker.tenants import FAIRNESS_OPTION, fairness_option
@@ -102,7 +102,7 @@ class StorefrontCelery(Celery):
     @functools.cached_property
     def redis(self) -> redis.Redis[bytes]:
         """A client for storefront's own keys, on the broker's Redis database."""
-        return redis.Redis.from_url(self.conf.broker_url, socket_timeout=10, socket_connect_timeout=5)
+        return clients.redis_client(self.conf.broker_url, self.storefront_settings)
 
     @functools.cached_property
     def lane_publisher(self) -> LanePublisher:
@@ -155,6 +155,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "priority_steps": list(keys.KOMBU_PRIORITY_STEPS),
         "sep": keys.KOMBU_SEP,
         "health_check_interval": 25,
+        **clients.timeouts(settings),
         # Read by storefront_jobs.broker.transport, which checks capacity inside the publish.
         CAPACITY_OPTION: {keys.lane_name(p): settings.capacity(p) for p in Priority},
         # Read by the transport (which lanes' tenant jobs go to tenant lists) and the fetch (weights).
@@ -187,6 +188,7 @@ def create_app(
         broker_transport=transport_for(broker_url),
         broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
+        task_publish_retry_policy=clients.publish_retry_policy(),
         task_queues=lane_queues(),
         task_default_queue=keys.lane_name(Priority.DEFAULT),
         task_default_exchange=keys.lane_name(Priority.DEFAULT),

@@ -8,7 +8,7 @@
     │   ├── QueueOverflowError    the lane is at capacity (backpressure)
     │   ├── PayloadError          the arguments cannot be serialized
     │   └── PartialEnqueueError   enqueue_many stopped part way: it says which jobs are queued
-    ├── BrokerUnavailableError    Redis could not be reached
+    ├── BrokerUnavailableError    Redis could not be reached or did not answer in time
     └── DeadLetterError           a DLQ operation could not be done
         ├── DeadLetterNotFound, InvalidFilterError, MalformedImportError
         └── (defined in storefront_jobs.deadletter.errors, next to the DLQ)
@@ -21,6 +21,8 @@ does not derive from the root.
 from __future__ import annotations
 
 from typing import Any
+
+from kombu.exceptions import OperationalError
 
 
 class StorefrontJobsError(Exception):
@@ -82,8 +84,26 @@ class PartialEnqueueError(EnqueueError):
         return (type(self), (self.task, self.enqueued, self.total, self.cause))
 
 
-class BrokerUnavailableError(StorefrontJobsError):
-    """Redis did not answer."""
+class BrokerUnavailableError(StorefrontJobsError, OperationalError):
+    """Redis could not be reached, or did not answer within ``BROKER_SOCKET_TIMEOUT_S``.
+
+    Also kombu's ``OperationalError``, which Celery's own publish raises, so
+    code written for Celery catches it unchanged. ``maybe_sent`` is True when
+    the command may have reached Redis before it stopped answering (a timeout,
+    not a refused connection): an enqueue that says so may still be queued,
+    and runs once Redis answers again.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_broker_unavailable, (str(self), self.maybe_sent))
+
+
+def _broker_unavailable(message: str, maybe_sent: bool) -> BrokerUnavailableError:
+    return BrokerUnavailableError(message, maybe_sent=maybe_sent)
 
 
 class PermanentFailure(Exception):  # noqa: N818 - a control-flow signal, not an error type

@@ -169,6 +169,12 @@ class Settings(BaseSettings):
 
     #: Redis URL of the broker. Unset: ``storefront-jobs dev`` starts an embedded Redis.
     broker_url: str | None = None
+    #: Seconds any Redis command of the platform waits for its reply (producers, workers, CLI,
+    #: admin API, metrics): a frozen Redis fails an enqueue with BrokerUnavailableError within
+    #: this bound. Above one second, the longest blocking wait of a worker's fetch.
+    broker_socket_timeout_s: Annotated[float, Field(gt=1.0, le=600.0)] = 5.0
+    #: Seconds to open a connection to Redis.
+    broker_connect_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = 5.0
     #: Seconds a job may stay unacknowledged (running, or waiting out a retry
     #: countdown in a worker) before Redis hands it to another worker.
     visibility_timeout_s: PositiveInt = 3600

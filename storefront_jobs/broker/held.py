@@ -49,7 +49,12 @@ class HeldConnection:
             connection.connect()
             if connection.can_read():
                 raise redis.ConnectionError("connection has data")
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+        except redis.TimeoutError:
+            # Redis accepted the connection but does not answer (frozen): asking again would only
+            # double the caller's wait (storefront_jobs.broker.clients).
+            connection.disconnect()
+            raise
+        except (redis.ConnectionError, OSError):
             connection.disconnect()
             connection.connect()
         return connection

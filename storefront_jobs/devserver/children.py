@@ -10,9 +10,8 @@ import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-import redis
-
 from storefront_jobs.application import StorefrontCelery
+from storefront_jobs.broker.clients import probe
 from storefront_jobs.devserver.supervisor import ChildSpec
 from storefront_jobs.embedded import EmbeddedRedis, free_port
 from storefront_jobs.jobs.priorities import Priority
@@ -51,13 +50,7 @@ def choose_redis_port(preferred: int = DEFAULT_REDIS_PORT) -> int:
 
 
 def redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    return probe(url, timeout_s=1.0)
 
 
 def redis_spec(server: EmbeddedRedis) -> ChildSpec:

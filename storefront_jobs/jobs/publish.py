@@ -39,6 +39,7 @@ from celery import Task
 from kombu.exceptions import OperationalError
 
 from storefront_jobs.broker import lanepush, wire
+from storefront_jobs.broker.clients import unavailable
 from storefront_jobs.broker.held import HeldConnection
 from storefront_jobs.broker.keys import lane_name
 from storefront_jobs.broker.transport import CAPACITY_OPTION
@@ -155,7 +156,7 @@ class LanePublisher:
         """Enqueue one job on ``priority``'s lane; its AsyncResult, or the error of Celery's path."""
         lane = lane_name(priority)
         built = self._build(task, args, kwargs, lane=lane, headers=headers, task_id=task_id)
-        self._push_one(lane, built)
+        self._push_one(task, lane, built)
         return self._published(task, built, lane)
 
     # --- many jobs ------------------------------------------------------------------------
@@ -195,10 +196,10 @@ class LanePublisher:
                 ]
                 if lanepush.fair_tenant(self._transport_options, lane, built[0].message) is not None:
                     for one in built:
-                        self._push_one(lane, one)
+                        self._push_one(task, lane, one)
                         results.append(self._published(task, one, lane))
                     continue
-                with _broker_errors(lane):
+                with _broker_errors(task.name, lane):
                     lanepush.admit_and_push_many(
                         self._app.redis, lane, [b.message for b in built], capacity=self._capacities[lane]
                     )
@@ -207,10 +208,10 @@ class LanePublisher:
             raise PartialEnqueueError(task.name, results, len(pending), exc) from exc
         return results
 
-    def _push_one(self, lane: str, built: _Built) -> None:
+    def _push_one(self, task: PriorityTask, lane: str, built: _Built) -> None:
         """One job admitted and pushed alone: onto its tenant's list in a fair lane, else the lane's."""
         tenant = lanepush.fair_tenant(self._transport_options, lane, built.message)
-        with _broker_errors(lane):
+        with _broker_errors(task.name, lane, built.task_id):
             lanepush.admit_and_push(
                 self._app.redis,
                 lane,
@@ -273,9 +274,10 @@ class LanePublisher:
 
 
 @contextlib.contextmanager
-def _broker_errors(lane: str) -> Iterator[None]:
-    """Turns redis-py's connection errors into kombu's OperationalError, which Celery's publish raises."""
+def _broker_errors(task_name: str, lane: str, job_id: str | None = None) -> Iterator[None]:
+    """Turns redis-py's connection errors and timeouts into BrokerUnavailableError (an OperationalError,
+    which Celery's publish raises)."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise OperationalError(f"cannot enqueue into lane {lane!r}: {exc}") from exc
+        raise unavailable(f"enqueue {task_name} into lane {lane!r}", exc, job_id=job_id) from exc

@@ -23,13 +23,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from kombu import serialization
-from kombu.exceptions import EncodeError
+from kombu.exceptions import EncodeError, OperationalError
 
+from storefront_jobs.broker.clients import unavailable
 from storefront_jobs.broker.keys import LANES, lane_name, priority_of_lane
 from storefront_jobs.errors import (
+    BrokerUnavailableError,
     ConfigurationError,
     EnqueueError,
     PayloadError,
@@ -189,6 +192,12 @@ class PriorityTask(_TaskBase):
             raise PayloadError(
                 f"cannot enqueue {self.name}: arguments are not JSON-serializable: {exc}"
             ) from exc
+        except BrokerUnavailableError:
+            raise
+        except (OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+            # kombu's OperationalError wraps redis-py's error; the job's id is Celery's, in options.
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise unavailable(f"enqueue {self.name}", cause, job_id=task_id) from exc
 
     def enqueue_many(
         self,

@@ -1,11 +1,13 @@
 """A producer process for the chaos tests: enqueues chaos jobs and writes down what each enqueue answered.
 
 Run as ``python -m tests.chaos.producer --run RUN --prefix P --count N [--rate R] [--go-key K]
-[--stop-key K] --out FILE``, with the broker and settings in the environment
+[--stop-key K] [--countdown-every N] --out FILE``, with the broker and settings in the environment
 (``tests.support.workers.worker_env``).
 Each line of ``FILE`` is ``{"id": ..., "ok": true}`` for an enqueue that returned (acknowledged),
 or ``{"id": ..., "error": "<type>", "message": ...}`` for one that raised: the producer was told.
-Nothing is retried here, so every id has exactly one answer.
+Every line also has ``tookS`` (how long the call took) and ``path``: ``lean`` for an ordinary
+enqueue, ``celery`` for one with a countdown (Celery's own send; ``--countdown-every N`` sends every
+Nth job that way). Nothing is retried here, so every id has exactly one answer.
 
 ``--go-key`` makes the producer count itself ready (``INCR <go-key>:ready`` on the ledger) and wait
 until ``<go-key>`` exists, so several producers start racing at the same instant. ``--stop-key``
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0, help="how long each job runs")
     parser.add_argument("--go-key")
     parser.add_argument("--stop-key")
+    parser.add_argument("--countdown-every", type=int, default=0, help="every Nth job with a countdown")
     parser.add_argument("--out", required=True)
     options = parser.parse_args()
 
@@ -66,12 +69,19 @@ def main() -> None:
             if options.rate:
                 time.sleep(max(0.0, started + n / options.rate - time.monotonic()))
             job_id = f"{options.prefix}-{n:05d}"
-            line: dict[str, object] = {"id": job_id}
+            celery_path = bool(options.countdown_every) and n % options.countdown_every == 0
+            line: dict[str, object] = {"id": job_id, "path": "celery" if celery_path else "lean"}
+            call_started = time.monotonic()
             try:
-                jobs.chaos_work.apply_async((options.run, job_id, options.sleep), task_id=job_id)
+                work = (options.run, job_id, options.sleep)
+                if celery_path:
+                    jobs.chaos_work.apply_async(work, task_id=job_id, countdown=0.01)
+                else:
+                    jobs.chaos_work.apply_async(work, task_id=job_id)
                 line["ok"] = True
             except Exception as exc:  # every failure is written down; the test decides which are fine
                 line.update(error=type(exc).__name__, message=str(exc)[:300])
+            line["tookS"] = round(time.monotonic() - call_started, 3)
             out.write(json.dumps(line) + "\n")
             out.flush()
 
@@ -114,6 +124,7 @@ def start_producer(
     sleep_s: float = 0.0,
     go_key: str | None = None,
     stop_key: str | None = None,
+    countdown_every: int = 0,
     settings: dict[str, str] | None = None,
 ) -> Producer:
     out, log = tmp_path / f"producer-{prefix}.jsonl", tmp_path / f"producer-{prefix}.log"
@@ -123,6 +134,8 @@ def start_producer(
         cmd += ["--go-key", go_key]
     if stop_key:
         cmd += ["--stop-key", stop_key]
+    if countdown_every:
+        cmd += ["--countdown-every", str(countdown_every)]
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             cmd,
