@@ -6,7 +6,8 @@ killed between the two loses the message for good. Here a worker takes a
 message with one Lua call (``scripts/fetch.lua``) that pops it and records it
 as unacknowledged in the same step, so from its push until its
 acknowledgement a message is always in a lane or in ``unacked``, from where
-the visibility timeout brings it back. The kombu methods overridden here are
+the visibility timeout brings it back, scored with Redis's clock
+(:mod:`storefront_jobs.broker.qos`). The kombu methods overridden here are
 listed in :mod:`storefront_jobs.broker.internals`.
 
 A script cannot block, so an idle worker blocks on its lanes' *doorbells*
@@ -48,16 +49,16 @@ import base64
 import time
 import uuid
 from queue import Empty
-from typing import Any, cast
+from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError
 
 from storefront_jobs.broker import keys, scripts, tenants
 from storefront_jobs.broker.accessors import reserved_request_lanes
+from storefront_jobs.broker.qos import QoS
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.worker.reservation import Reservation, lanes_open
 
@@ -118,32 +119,6 @@ def wrap_list_item(
             "priority": 0,
         },
     }
-
-
-class QoS(kombu_redis.QoS):
-    """kombu's, except that a message the fetch script recorded is not recorded a second time."""
-
-    def ack(self, delivery_tag: str) -> None:
-        # kombu's ack (remove from the unacked indexes, then the in-memory bookkeeping), with the
-        # wake token of a gated wait in the same transaction: no round trip of its own.
-        pipe = self._remove_from_indices(delivery_tag)  # type: ignore[attr-defined]
-        cast("FetchingChannel", self.channel)._queue_wake(pipe)
-        pipe.execute()
-        virtual.QoS.ack(self, delivery_tag)
-
-    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if requeue:
-            super().reject(delivery_tag, requeue)
-            return
-        self.ack(delivery_tag)  # kombu's reject without requeue is its ack
-
-    def append(self, message: Any, delivery_tag: str) -> None:
-        recorded = cast("FetchingChannel", self.channel)._recorded_tags
-        if delivery_tag in recorded:
-            recorded.discard(delivery_tag)
-            virtual.QoS.append(self, message, delivery_tag)  # only the in-memory bookkeeping
-            return
-        super().append(message, delivery_tag)
 
 
 class FetchingChannel(kombu_redis.Channel):
@@ -222,7 +197,7 @@ class FetchingChannel(kombu_redis.Channel):
             pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]  # type: ignore[attr-defined]
             script_keys = [*(name for name, _ in pairs), self.unacked_key, self.unacked_index_key]
             script_keys += [keys.doorbell(q) for q in queues]
-            args = [repr(time.time()), len(pairs), *(q for _, q in pairs)]
+            args = [len(pairs), *(q for _, q in pairs)]
             # Each lane's tenant lists, taken in turn at its first list (storefront_jobs.broker.tenants).
             fair_keys, fair_args = tenants.fetch_part(queues, self._tenant_weights)
             script_keys += fair_keys

@@ -69,6 +69,8 @@ class Internal:
 
 _TRANSPORT = "storefront_jobs/broker/transport.py"
 _FETCH = "storefront_jobs/broker/fetch.py"
+_QOS = "storefront_jobs/broker/qos.py"
+_KOMBU_QOS = "kombu.transport.redis:QoS"
 _ACCESSORS = "storefront_jobs/broker/accessors.py"
 _CHANNEL = "kombu.transport.redis:Channel"
 _VIRTUAL = "kombu.transport.virtual.base:Channel"
@@ -163,18 +165,32 @@ REGISTRY: tuple[Internal, ...] = (
             "overridden: remembers the consumers without acks"),
     _method(_CHANNEL, "basic_cancel", "(self, consumer_tag)", _FETCH, "overridden: forgets them"),
     _attribute(_CHANNEL, "QoS", _FETCH, "replaced by a QoS that skips what the fetch script recorded"),
-    _method("kombu.transport.redis:QoS", "append", "(self, message, delivery_tag)", _FETCH,
-            "overridden: a message the fetch script recorded is not recorded again"),
-    _method("kombu.transport.redis:QoS", "ack", "(self, delivery_tag)", _FETCH,
+    _method(_KOMBU_QOS, "append", "(self, message, delivery_tag)", _QOS,
+            "overridden: a message the fetch script recorded is not recorded again; others on Redis's clock"),
+    _method(_KOMBU_QOS, "ack", "(self, delivery_tag)", _QOS,
             "overridden: an acknowledgement wakes a worker whose reservation closed lower lanes"),
-    _method("kombu.transport.redis:QoS", "reject", "(self, delivery_tag, requeue)", _FETCH,
+    _method(_KOMBU_QOS, "reject", "(self, delivery_tag, requeue)", _QOS,
             "overridden: without requeue, the same ack"),
-    _method("kombu.transport.redis:QoS", "_remove_from_indices", "(self, delivery_tag, pipe)", _FETCH,
+    _method(_KOMBU_QOS, "_remove_from_indices", "(self, delivery_tag, pipe)", _QOS,
             "the ack's transaction, which the wake token joins"),
-    _method("kombu.transport.virtual.base:QoS", "ack", "(self, delivery_tag)", _FETCH,
+    _method(_KOMBU_QOS, "restore_visible", "(self, start, num, interval)", _QOS,
+            "overridden: the restore sweep's deadline on Redis's clock, not the sweeping worker's"),
+    _attribute(_KOMBU_QOS, "_vrestore_count", _QOS, "the sweep's throttle, counted as kombu counts it"),
+    _method(_KOMBU_QOS, "restore_by_tag", "(self, tag, client, leftmost)", _QOS,
+            "gives one expired message back to its queue"),
+    _property(_KOMBU_QOS, "unacked_mutex_key", _QOS, "the sweep runs under kombu's lock"),
+    _property(_KOMBU_QOS, "unacked_mutex_expire", _QOS, "the lock's lifetime"),
+    _property(_KOMBU_QOS, "visibility_timeout", _QOS, "the sweep's deadline"),
+    _property(_KOMBU_QOS, "unacked_key", _QOS, "where a message is recorded"),
+    _property(_KOMBU_QOS, "unacked_index_key", _QOS, "where its fetch time is scored"),
+    _attribute("kombu.transport.redis", "Mutex", _QOS, "kombu's sweep lock, shared with plain kombu workers"),
+    _attribute("kombu.transport.redis", "MutexHeld", _QOS, "another worker sweeps now"),
+    _method(_CHANNEL, "conn_or_acquire", "(self, client)", _QOS, "a client for the record and the sweep"),
+    _attribute("kombu.transport.virtual.base:Message", "_raw", _QOS, "the payload recorded for a restore"),
+    _method("kombu.transport.virtual.base:QoS", "ack", "(self, delivery_tag)", _QOS,
             "the in-memory bookkeeping of an acknowledgement"),
-    _method("kombu.transport.virtual.base:QoS", "append", "(self, message, delivery_tag)", _FETCH,
-            "the in-memory bookkeeping of a message the fetch script recorded"),
+    _method("kombu.transport.virtual.base:QoS", "append", "(self, message, delivery_tag)", _QOS,
+            "the in-memory bookkeeping of a recorded message"),
     _method("kombu.transport.virtual.base:Transport", "_deliver", "(self, message, queue)", _FETCH,
             "hands a fetched message to its consumer"),
     _attribute("redis.client:Redis", "connection", _FETCH, "the poll connection kombu's poller sets"),

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import clock, keys
 from storefront_jobs.broker.snapshot import read_lanes
 from storefront_jobs.cli import broker
 from storefront_jobs.jobs.priorities import Priority
@@ -94,12 +94,13 @@ def capacity(
     broker.announce(app)
     client = app.redis
     lanes = read_lanes(client)
-    now = time.time()
+    # Heartbeats are on Redis's clock (storefront_jobs.broker.clock).
+    now = clock.redis_now_s(client)
     before = [b for b in read_workers(client, now) if b.alive(now)]
     measured: dict[Priority, float | None] = {}
     if rate is None and window > 0 and before:
         _measure(window)
-        after_time = time.time()
+        after_time = clock.redis_now_s(client)
         after = [b for b in read_workers(client, after_time) if b.alive(after_time)]
         for p in priorities:
             lane = keys.lane_name(p)

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from storefront_jobs.broker import keys, tenants
+from storefront_jobs.broker import clock, keys, tenants
 from storefront_jobs.broker.admission import parse_enqueued_field
 from storefront_jobs.broker.aging import read_counts
 from storefront_jobs.broker.snapshot import LaneState, read_lanes
@@ -52,12 +52,15 @@ class BrokerCollector:
         pipe.hgetall(keys.OVERFLOW_COUNTS)
         pipe.hgetall(keys.ENQUEUED_COUNTS)
         pipe.smembers(keys.PAUSED_LANES)
-        overflow_raw, enqueued_raw, paused_raw = pipe.execute()
-        workers = read_workers(self._client, now_s)
+        pipe.time()
+        overflow_raw, enqueued_raw, paused_raw, time_raw = pipe.execute()
+        # Heartbeats are on Redis's clock (storefront_jobs.broker.clock).
+        redis_s = clock.from_time_reply(time_raw)
+        workers = read_workers(self._client, redis_s)
 
         yield from self._lanes(lanes, {m.decode() for m in paused_raw}, now_s)
         yield from self._producers(overflow_raw, enqueued_raw)
-        yield from self._workers(workers, now_s)
+        yield from self._workers(workers, redis_s)
         yield from self._aging()
         yield from self._tenants()
         known_queues = {parsed[1] for f in enqueued_raw if (parsed := parse_enqueued_field(f.decode()))}
@@ -108,6 +111,7 @@ class BrokerCollector:
         active_workers_f = _family("celery_active_worker_count", labels=("queue_name",))
         processes_f = _family("celery_active_process_count", labels=("queue_name",))
         kept_f = _family("storefront_jobs_reserved_processes", labels=("priority",))
+        offset_f = _family("storefront_jobs_worker_clock_offset_seconds", labels=("hostname",))
         pools: Tally[str] = Tally()
         kept: Tally[str] = Tally()
         processes: Tally[str] = Tally()
@@ -120,15 +124,24 @@ class BrokerCollector:
                     pools[lane] += 1
                     processes[lane] += beat.concurrency
                     kept[lane] += beat.reserves(lane)
+        offsets: dict[str, float] = {}
+        for beat in workers:
+            if beat.alive(now_s):
+                # The largest offset of a host's live pools, with its sign: the one to fix first.
+                known = offsets.get(beat.hostname)
+                if known is None or abs(beat.clock_offset_s) > abs(known):
+                    offsets[beat.hostname] = beat.clock_offset_s
         for host, up in sorted(up_by_host.items()):
             up_f.add_metric([host], up)
+        for host, offset_s in sorted(offsets.items()):
+            offset_f.add_metric([host], offset_s)
         for priority in Priority:
             lane = keys.lane_name(priority)
             pools_f.add_metric([priority.label], pools.get(lane, 0))
             active_workers_f.add_metric([lane], pools.get(lane, 0))
             processes_f.add_metric([lane], processes.get(lane, 0))
             kept_f.add_metric([priority.label], kept.get(lane, 0))
-        yield from (up_f, pools_f, active_workers_f, processes_f, kept_f)
+        yield from (up_f, pools_f, active_workers_f, processes_f, kept_f, offset_f)
 
     def _aging(self) -> Iterator[Metric]:
         promoted, blocked = read_counts(self._client)

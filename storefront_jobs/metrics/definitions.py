@@ -207,6 +207,9 @@ BROKER_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Processes that pools alive keep for a group of lanes including this one (--reserve).",
         ("priority",)),
     PREFIX + "lane_paused": ("gauge", "1 while consumption of a lane is paused.", ("priority",)),
+    PREFIX + "worker_clock_offset_seconds": (
+        "gauge", "How far the clock of a host's live pools is ahead of Redis's (negative: behind).",
+        ("hostname",)),
     "celery_task_sent": (
         "counter", "Sent when a task message is published.", ("name", "hostname", "queue_name")),
     "celery_queue_length": ("gauge", "The number of message in broker queue.", ("queue_name",)),

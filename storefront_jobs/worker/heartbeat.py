@@ -16,13 +16,12 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import clock, keys
 from storefront_jobs.broker.accessors import active_request_count, processed_count
 from storefront_jobs.broker.fetch import reservation_from_options
 from storefront_jobs.worker.hooks import Hook, HookChain
@@ -55,6 +54,9 @@ class WorkerBeat:
     reserved_processes: int = 0
     #: Whether those processes take other lanes' jobs while the reserved lanes are empty.
     lend_reserved: bool = False
+    #: How far the pool's clock is ahead of Redis's (negative: behind), measured at the beat;
+    #: ``at_s`` is on Redis's clock, so a drifting pool is neither taken for dead nor kept alive.
+    clock_offset_s: float = 0.0
 
     def reserves(self, lane: str) -> int:
         """Processes this pool keeps for a group of lanes that includes ``lane``."""
@@ -81,8 +83,11 @@ class WorkerBeat:
 
 
 def read_workers(client: redis.Redis[bytes], now_s: float | None = None) -> list[WorkerBeat]:
-    """Every known pool; forgets (deletes) the ones silent for longer than FORGET_AFTER_S."""
-    now_s = time.time() if now_s is None else now_s
+    """Every known pool; forgets (deletes) the ones silent for longer than FORGET_AFTER_S.
+
+    ``now_s`` is on Redis's clock, as the beats are (:func:`clock.redis_now_s`; read when not given).
+    """
+    now_s = clock.redis_now_s(client) if now_s is None else now_s
     beats = []
     for field, raw in client.hgetall(keys.WORKERS).items():
         beat = WorkerBeat.decode(raw)
@@ -120,23 +125,42 @@ class Heartbeat:
         self._on_beat = on_beat
         self._reservation = reservation
         self._stop = threading.Event()
+        self._drifting = False
         self._thread = threading.Thread(target=self._run, name="storefront-heartbeat", daemon=True)
 
     def beat(self) -> None:
+        at_s, offset_s = clock.clock_offset_s(self._client)
+        self._check_clock(offset_s)
         beat = WorkerBeat(
             nodename=self._nodename,
             lanes=self._lanes,
             concurrency=self._concurrency,
             active=self._active(),
             pid=os.getpid(),
-            at_s=time.time(),
+            at_s=at_s,
             consuming=self._consuming(),
             processed=self._processed(),
             reserved_lanes=sorted(self._reservation.lanes) if self._reservation else [],
             reserved_processes=self._reservation.processes if self._reservation else 0,
             lend_reserved=bool(self._reservation and self._reservation.lend),
+            clock_offset_s=round(offset_s, 3),
         )
         self._client.hset(keys.WORKERS, self._nodename, beat.encode())
+
+    def _check_clock(self, offset_s: float) -> None:
+        """Says so when this pool's clock starts or stops drifting from Redis's (not at every beat)."""
+        now_drifting = clock.drifting(offset_s)
+        if now_drifting and not self._drifting:
+            logger.warning(
+                "this pool's clock is %.1f s %s Redis's: redelivery goes by Redis's clock, but this "
+                "pool's log times and the ETAs of the retries it schedules are off by as much; fix "
+                "its time sync (NTP)",
+                abs(offset_s),
+                "ahead of" if offset_s > 0 else "behind",
+            )
+        elif self._drifting and not now_drifting:
+            logger.info("this pool's clock is within %.1f s of Redis's again", clock.DRIFT_WARN_S)
+        self._drifting = now_drifting
 
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL_S):

@@ -10,6 +10,7 @@ erase the evidence. Layout, under ``chaos:<run>:``::
     done_at     hash   job id -> time of its first completion
     last_start  hash   job id -> time its latest run began
     current     hash   pid -> job id that process is running now
+    ran_by      hash   job id -> pid of the process that began its latest run
     concurrent  hash   job id -> runs begun while another live process ran the same id
     redelivered hash   job id -> runs of a message kombu restored (``delivery_info["redelivered"]``)
 
@@ -82,6 +83,7 @@ def job_started(run: str, job_id: str, *, redelivered: bool = False) -> None:
         pipe.hincrby(ledger_key(run, "redelivered"), job_id, 1)
     pipe.hset(ledger_key(run, "last_start"), job_id, repr(time.time()))
     pipe.hset(ledger_key(run, "current"), str(pid), job_id)
+    pipe.hset(ledger_key(run, "ran_by"), job_id, str(pid))
     pipe.hgetall(ledger_key(run, "current"))
     current: dict[bytes, bytes] = pipe.execute()[-1]
     # A killed process leaves its entry behind; only a live one running the same id is concurrent.
@@ -137,6 +139,10 @@ class Ledger:
 
     def starts(self) -> dict[str, int]:
         return _ints(self.client.hgetall(self.key("starts")))
+
+    def ran_by(self) -> dict[str, int]:
+        """Job id -> pid of the process that began its latest run."""
+        return _ints(self.client.hgetall(self.key("ran_by")))
 
     def concurrent(self) -> dict[str, int]:
         return _ints(self.client.hgetall(self.key("concurrent")))

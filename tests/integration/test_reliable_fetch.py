@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import kombu.transport.redis as kombu_redis
 import pytest
 import redis
 from kombu import Connection, Consumer, Message
@@ -219,3 +220,53 @@ def test_a_dlq_replay_rings_the_doorbell(app: Any, redis_client: redis.Redis) ->
     replayed = [lane for lane in keys.LANES.values() if redis_client.llen(lane)]
     assert len(replayed) == 1
     assert redis_client.llen(keys.doorbell(replayed[0])) == 1
+
+
+# --- one clock: Redis's -----------------------------------------------------------------------------
+
+TWO_HOURS_S = 7200.0
+
+
+def redis_now_s(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return seconds + micros / 1_000_000
+
+
+def test_a_fetch_is_scored_with_redis_s_clock_not_the_worker_s(
+    connection: Connection, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker whose clock is two hours behind
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - TWO_HOURS_S)
+    jobs.chaos_work.apply_async(("clock", "job-behind"), task_id="job-behind")
+
+    # When it takes a job, then the fetch time the restore sweep will judge is Redis's
+    message = consume_one(connection, timeout_s=30)
+    fetched_at = redis_client.zscore("unacked_index", message.delivery_tag)
+    assert fetched_at is not None
+    assert abs(fetched_at - redis_now_s(redis_client)) < 60
+
+
+def test_a_sweeper_whose_clock_is_ahead_gives_back_only_what_redis_s_clock_says_expired(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two held jobs with a visibility timeout of 20 s: one fetched now, one fetched 100 s ago
+    app = create_app(load_settings(broker_url=redis_server.url, visibility_timeout_s=20), main="clock-ahead")
+    with app.connection_for_read() as conn:
+        for job_id in ("job-fresh", "job-expired"):
+            jobs.chaos_work.apply_async(("clock", job_id), task_id=job_id)
+        held = {m.headers["id"]: m for m in (consume_one(conn, 30), consume_one(conn, 30))}
+        expired_tag = held["job-expired"].delivery_tag
+        redis_client.zadd("unacked_index", {expired_tag: redis_now_s(redis_client) - 100})
+
+        # When a worker whose clock is two hours ahead runs the restore sweep
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + TWO_HOURS_S)
+        monkeypatch.setattr(kombu_redis, "time", lambda: real_time() + TWO_HOURS_S)
+        conn.default_channel.qos.restore_visible(num=10, interval=1)
+
+        # Then only the job Redis's clock says expired is back in the lane; the fresh one stays held
+        assert [json.loads(raw)["headers"]["id"] for raw in redis_client.lrange(LANE, 0, -1)] == [
+            "job-expired"
+        ]
+        assert redis_client.hexists("unacked", held["job-fresh"].delivery_tag)

@@ -116,8 +116,12 @@ class WorkerFactory:
         extra: tuple[str, ...] = (),
         wait: bool = True,
         celery_queues: str | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> WorkerProcess:
-        """Start `storefront-jobs worker`, or plain `celery -A storefront_jobs worker -Q celery_queues`."""
+        """Start `storefront-jobs worker`, or plain `celery -A storefront_jobs worker -Q celery_queues`.
+
+        ``wrapper`` runs the worker through another command (``("faketime", "-f", "-2h")``).
+        """
         name = f"test-{uuid.uuid4().hex[:8]}"
         nodename = f"{name}@{socket.gethostname()}"
         log_path = self.tmp_path / f"{name}.log"
@@ -145,7 +149,7 @@ class WorkerFactory:
                 celery_queues,
                 *common,
             ]
-        cmd += list(extra)
+        cmd = [*wrapper, *cmd, *extra]
         metrics_port = free_port()
         with log_path.open("wb") as log:
             proc = subprocess.Popen(

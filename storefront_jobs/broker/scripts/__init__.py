@@ -163,6 +163,8 @@ DEPTH = load("depth")
 ROOM = load("room")
 #: The reliable fetch, sent raw by the worker's channel.
 FETCH = load("fetch")
+#: A message kombu's own BRPOP took, recorded as unacknowledged on Redis's clock (broker.qos).
+RECORD_UNACKED = load("record_unacked")
 #: A fair share per tenant (storefront_jobs.broker.tenants): a tenant's first publish (checked and
 #: counted) and retry onto its list in the lane, and the purge of a lane's tenant lists.
 TENANT_ADMIT_AND_PUSH = load("tenants/admit_and_push")

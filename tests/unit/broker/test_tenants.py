@@ -54,7 +54,7 @@ def fetch(client: redis.Redis, lanes: Sequence[str] = (DEFAULT,), weights: Seque
     pairs = [(keys.lane_lists(q)[i], q) for i in range(len(keys.KOMBU_PRIORITY_STEPS)) for q in lanes]
     script_keys = [*(name for name, _ in pairs), keys.KOMBU_UNACKED, keys.KOMBU_UNACKED_INDEX]
     script_keys += [keys.doorbell(q) for q in lanes]
-    args: list[Any] = [repr(time.time()), len(pairs), *(q for _, q in pairs)]
+    args: list[Any] = [len(pairs), *(q for _, q in pairs)]
     fair_keys, fair_args = tenants.fetch_part(lanes, list(weights))
     return scripts.FETCH(client, [*script_keys, *fair_keys], [*args, *fair_args])
 
