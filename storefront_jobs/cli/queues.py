@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from storefront_jobs.broker import keys, tenants
+from storefront_jobs.broker import clock, keys, tenants
 from storefront_jobs.broker.snapshot import read_lanes
 from storefront_jobs.cli import broker
 from storefront_jobs.jobs.priorities import Priority
@@ -35,7 +35,9 @@ def lane_rows(app: Any, now_s: float) -> list[dict[str, Any]]:
     client = app.redis
     lanes = read_lanes(client)
     paused = pausing.paused_lanes(client)
-    alive = [beat for beat in read_workers(client, now_s) if beat.alive(now_s)]
+    # Heartbeats are on Redis's clock (storefront_jobs.broker.clock); ages are on this process's.
+    redis_s = clock.redis_now_s(client)
+    alive = [beat for beat in read_workers(client, redis_s) if beat.alive(redis_s)]
     rows = []
     for priority, state in lanes.items():
         lane = keys.lane_name(priority)
