@@ -116,6 +116,7 @@ class BrokerCollector:
         kept: Tally[str] = Tally()
         processes: Tally[str] = Tally()
         up_by_host: dict[str, int] = {}
+        offsets: dict[str, float] = {}
         for beat in workers:
             alive = beat.alive(now_s)
             up_by_host[beat.hostname] = max(up_by_host.get(beat.hostname, 0), int(alive))
@@ -124,9 +125,6 @@ class BrokerCollector:
                     pools[lane] += 1
                     processes[lane] += beat.concurrency
                     kept[lane] += beat.reserves(lane)
-        offsets: dict[str, float] = {}
-        for beat in workers:
-            if beat.alive(now_s):
                 # The largest offset of a host's live pools, with its sign: the one to fix first.
                 known = offsets.get(beat.hostname)
                 if known is None or abs(beat.clock_offset_s) > abs(known):

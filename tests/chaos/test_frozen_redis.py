@@ -66,7 +66,7 @@ def test_a_frozen_redis_fails_enqueues_within_the_timeout_and_nothing_is_lost(
             time.sleep(max(0.0, frozen_at + FROZEN_S - time.monotonic()))  # holds the freeze; asserts nothing
         finally:
             os.kill(redis_pid, signal.SIGCONT)
-        wait_until(lambda: len(acknowledged_after_refusal(producer.answers())) >= 50, timeout_s=120)
+        wait_until(lambda: len(acknowledged_after_thaw(producer.answers())) >= 50, timeout_s=120)
         ledger.client.set(stop, 1)
         producer.wait()
         acknowledged, refused = producer.acknowledged(), producer.refused()
@@ -87,7 +87,7 @@ def test_a_frozen_redis_fails_enqueues_within_the_timeout_and_nothing_is_lost(
                 "frozenS": FROZEN_S,
                 "socketTimeoutS": TIMEOUT_S,
                 "slowestRefusalS": slowest,
-                "acknowledgedAfterThaw": len(acknowledged_after_refusal(answers)),
+                "acknowledgedAfterThaw": len(acknowledged_after_thaw(answers)),
             },
         )
         publish(outcome, tmp_path)
@@ -95,7 +95,7 @@ def test_a_frozen_redis_fails_enqueues_within_the_timeout_and_nothing_is_lost(
         assert set(outcome.refused_errors) == {"BrokerUnavailableError"}, outcome.summary()
         assert max(slowest.values()) <= TIMEOUT_S + SLACK_S, outcome.summary()
         assert worker.proc.poll() is None, worker.log_text()[-3000:]
-        assert set(ledger.runs()) >= set(acknowledged_after_refusal(answers))
+        assert set(ledger.runs()) >= set(acknowledged_after_thaw(answers))
     finally:
         factory.stop_all()
         broker.close()
@@ -110,7 +110,7 @@ def slowest_refusal_s(answers: list[dict[str, object]], path: str) -> float:
     return max(float(str(a["tookS"])) for a in answers if not a.get("ok") and a["path"] == path)
 
 
-def acknowledged_after_refusal(answers: list[dict[str, object]]) -> list[str]:
+def acknowledged_after_thaw(answers: list[dict[str, object]]) -> list[str]:
     """Ids the producer enqueued successfully after its last refused enqueue (after the thaw)."""
     last = max((n for n, a in enumerate(answers) if not a.get("ok")), default=len(answers))
     return [str(a["id"]) for a in answers[last:] if a.get("ok")]

@@ -2,7 +2,7 @@
 -- in the order given, and records it as unacknowledged in the same step, exactly as kombu's
 -- QoS.append would: the unacked index scored with the fetch time (Redis's clock, TIME: the
 -- restore sweep compares with the same clock, so a worker whose own clock drifts can neither be
--- robbed of its jobs nor rob another's; storefront_jobs.broker.fetch), the unacked hash holding
+-- robbed of its jobs nor rob another's; storefront_jobs.broker.qos), the unacked hash holding
 -- [message, "", queue] (an empty exchange and the queue as routing key, which kombu's restore
 -- resolves to that queue). The first lists are the lanes' plain lists, one per lane in lane order
 -- (kombu's order: every lane at priority 0, then every lane at 3, ...); at a lane's plain list the
@@ -11,11 +11,12 @@
 -- deletes the lanes' doorbells, so stale wake-up tokens never pile up.
 -- KEYS: the lists..., the unacked hash, the unacked index, the lanes' doorbells..., then per lane its
 -- tenant ring, tenant counts and fair state.
--- ARGV: the number of lists, the queue of each list, then per lane the prefix of its tenant lists, then (tenant, jobs per turn)
--- pairs of the tenants whose weight is not 1.
+-- ARGV: the number of lists, the queue of each list, then per lane the prefix of its tenant lists,
+-- then (tenant, jobs per turn) pairs of the tenants whose weight is not 1.
 -- Returns {list, message, 1 if recorded} or nil. A message without a delivery tag is not kombu's:
 -- returned unrecorded, for the worker to dead-letter.
 -- include: tenants/lib/take.lua
+-- include: lib/redis_time.lua
 local n = tonumber(ARGV[1])
 local lanes = math.floor((#KEYS - n - 2) / 4)
 local bells, fair, prefixes = n + 2, n + 2 + lanes, 1 + n
@@ -47,8 +48,7 @@ for i = 1, n do
     if type(tag) ~= 'string' then
       return {KEYS[i], raw, 0}
     end
-    local now = redis.call('TIME')
-    redis.call('ZADD', KEYS[n + 2], now[1] .. '.' .. string.format('%06d', tonumber(now[2])), tag)
+    redis.call('ZADD', KEYS[n + 2], redis_time(), tag)
     redis.call('HSET', KEYS[n + 1], tag, '[' .. raw .. ',"",' .. cjson.encode(ARGV[1 + i]) .. ']')
     return {KEYS[i], raw, 1}
   end

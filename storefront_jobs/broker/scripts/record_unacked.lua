@@ -3,7 +3,7 @@
 -- KEYS: the unacked hash, the unacked index.
 -- ARGV: the delivery tag, the record ([message, exchange, routing key] as JSON).
 -- Returns 1.
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[2], now[1] .. '.' .. string.format('%06d', tonumber(now[2])), ARGV[1])
+-- include: lib/redis_time.lua
+redis.call('ZADD', KEYS[2], redis_time(), ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
