@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 import redis
@@ -14,6 +16,22 @@ from tests.support.metrics import broker_samples, label_sets, scrape, total
 from tests.support.workers import WorkerFactory, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+def where_it_stopped(broker: redis.Redis, samples: Any, q: dict[str, str]) -> str:
+    """What a run that did not finish left behind, for its failure message: the counts so far, and each
+    held message's job and attempt (a lost acknowledgement shows as a finished job's message held)."""
+    counts = {
+        name: total(samples, f"storefront_jobs_job_{name}_total", **q)
+        for name in ("started", "completed", "exhausted")
+    }
+    held = []
+    for raw in list(broker.hgetall("unacked").values())[:5]:
+        headers = json.loads(raw)[0].get("headers") or {}
+        held.append((headers.get("id"), headers.get("retries"), headers.get("argsrepr")))
+    return (
+        f"counts {counts}, lane p2.default {broker.llen('p2.default')}, held {broker.hlen('unacked')} {held}"
+    )
 
 
 def test_every_counter_is_exact_after_2000_jobs(redis_client: redis.Redis, workers: WorkerFactory) -> None:
@@ -34,7 +52,12 @@ def test_every_counter_is_exact_after_2000_jobs(redis_client: redis.Redis, worke
         # hands back its result, and the main process acks only after that, so no count is still due.
         return done + failed_for_good >= 2000 and broker_idle(redis_client)
 
-    wait_until(finished, timeout_s=150, interval_s=0.5)
+    try:
+        wait_until(finished, timeout_s=150, interval_s=0.5)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; {where_it_stopped(redis_client, scrape(worker.metrics_url), q)}"
+        ) from None
     s = scrape(worker.metrics_url)
 
     # Then the runbook counters equal the true counts
