@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import threading
+from typing import Any
 
 import pytest
 import redis
@@ -10,6 +14,7 @@ from kombu.exceptions import OperationalError
 
 from storefront_jobs import create_app, load_settings
 from storefront_jobs.broker import clients
+from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.errors import BrokerUnavailableError, ConfigurationError, StorefrontJobsError
 
 
@@ -68,3 +73,36 @@ def test_the_error_survives_pickling_with_what_it_knows() -> None:
 def test_the_socket_timeout_must_outlast_the_fetch_s_one_second_wait() -> None:
     with pytest.raises(ConfigurationError, match="STOREFRONT_JOBS_BROKER_SOCKET_TIMEOUT_S"):
         load_settings(broker_socket_timeout_s=0.5)
+
+
+def test_a_child_forked_while_another_thread_holds_the_pool_gets_a_pool_of_its_own(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # Given the app's client, and a thread of this process stopped inside the client's pool (redis-py
+    # makes a new connection while it holds the pool's lock: a connection class that waits does it)
+    client = clients.redis_client(redis_server.url, load_settings())
+    inside, leave = threading.Event(), threading.Event()
+
+    class WaitingConnection(redis.Connection):
+        def __init__(self, **kwargs: Any) -> None:
+            inside.set()
+            leave.wait(30)
+            super().__init__(**kwargs)
+
+    client.connection_pool.connection_class = WaitingConnection
+    holder = threading.Thread(target=client.ping)
+    holder.start()
+    assert inside.wait(30)
+
+    # When this process forks (as a prefork pool starts a child) and the child uses the client
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)  # a child stuck on the inherited lock dies of the alarm instead
+        os._exit(0 if client.ping() else 1)
+    leave.set()
+    holder.join(30)
+    _, status = os.waitpid(pid, 0)
+
+    # Then the child reached Redis; it did not wait for a lock held by a thread it does not have
+    assert os.waitstatus_to_exitcode(status) == 0
+    client.close()
