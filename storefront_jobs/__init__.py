@@ -10,6 +10,7 @@ from typing import Any
 
 from storefront_jobs.application import StorefrontCelery, create_app, get_default_app
 from storefront_jobs.errors import (
+    BrokerFullError,
     BrokerUnavailableError,
     ConfigurationError,
     EnqueueError,
@@ -17,6 +18,7 @@ from storefront_jobs.errors import (
     PayloadError,
     PermanentFailure,
     QueueOverflowError,
+    ReplicationError,
     StorefrontJobsError,
 )
 from storefront_jobs.jobs.context import JobContext
@@ -32,6 +34,7 @@ from storefront_jobs.worker.signals import job_exhausted
 
 __all__ = [
     "DEFAULT_RETRY_POLICIES",
+    "BrokerFullError",
     "BrokerUnavailableError",
     "ConfigurationError",
     "EnqueueError",
@@ -45,6 +48,7 @@ __all__ = [
     "Priority",
     "PriorityTask",
     "QueueOverflowError",
+    "ReplicationError",
     "RetryPolicy",
     "Settings",
     "StorefrontCelery",

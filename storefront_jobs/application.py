@@ -36,7 +36,7 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from storefront_jobs.broker import clients, keys
+from storefront_jobs.broker import clients, keys, replicas
 from storefront_jobs.broker.admission import CapacityGate
 from storefront_jobs.broker.fetch import RESERVATION_OPTION, reservation_option
 from storefront_jobs.broker.tenants import FAIRNESS_OPTION, fairness_option
@@ -97,7 +97,12 @@ class StorefrontCelery(Celery):
     def dead_letter_store(self) -> DeadLetterStore:
         """The DLQ on the broker's Redis, bounded by the DLQ settings."""
         dlq = self.storefront_settings.dlq
-        return RedisDeadLetterStore(self.redis, max_entries=dlq.max_entries, retention_s=dlq.retention_s)
+        return RedisDeadLetterStore(
+            self.redis,
+            max_entries=dlq.max_entries,
+            retention_s=dlq.retention_s,
+            quorum=replicas.Quorum.of(self.storefront_settings),
+        )
 
     @functools.cached_property
     def redis(self) -> redis.Redis[bytes]:
@@ -156,11 +161,21 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "sep": keys.KOMBU_SEP,
         "health_check_interval": 25,
         **clients.timeouts(settings),
+        **sentinel_transport_options(settings),
+        # Read by the transport: the replicas its pushes (retries, Celery-path enqueues) wait for.
+        replicas.QUORUM_OPTION: replicas.Quorum.of(settings).option(),
         # Read by storefront_jobs.broker.transport, which checks capacity inside the publish.
         CAPACITY_OPTION: {keys.lane_name(p): settings.capacity(p) for p in Priority},
         # Read by the transport (which lanes' tenant jobs go to tenant lists) and the fetch (weights).
         FAIRNESS_OPTION: fairness_option(settings.tenant_fairness),
     }
+
+
+def sentinel_transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's Sentinel options (its Sentinel channel and Flower read them): group and nodes' login."""
+    if not clients.is_sentinel(settings.broker_url or ""):
+        return {}
+    return {"master_name": settings.broker_master_name, "sentinel_kwargs": clients.sentinel_options(settings)}
 
 
 def uses_atomic_admission(broker_url: str) -> bool:

@@ -70,6 +70,11 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def direct_url(self) -> str:
+        """The server itself (the same as ``url``; a Sentinel-fronted broker of the tests differs)."""
+        return self.url
+
     def command(self) -> list[str]:
         args = [
             self.executable,

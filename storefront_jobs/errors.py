@@ -7,8 +7,10 @@
     ├── EnqueueError              a job could not be enqueued; nothing was published
     │   ├── QueueOverflowError    the lane is at capacity (backpressure)
     │   ├── PayloadError          the arguments cannot be serialized
+    │   ├── BrokerFullError       Redis is at maxmemory (noeviction) and refuses new jobs
     │   └── PartialEnqueueError   enqueue_many stopped part way: it says which jobs are queued
     ├── BrokerUnavailableError    Redis could not be reached or did not answer in time
+    │   └── ReplicationError      the primary took a write that too few replicas confirmed in time
     └── DeadLetterError           a DLQ operation could not be done
         ├── DeadLetterNotFound, InvalidFilterError, MalformedImportError
         └── (defined in storefront_jobs.deadletter.errors, next to the DLQ)
@@ -61,6 +63,26 @@ class PayloadError(EnqueueError):
     """The job's arguments cannot be serialized as JSON."""
 
 
+class BrokerFullError(EnqueueError):
+    """Redis is at ``maxmemory`` and, under ``noeviction``, refuses new jobs; nothing was published.
+
+    Workers keep fetching, acknowledging and restoring on a full Redis, so the
+    lanes drain and free memory: retry later, or make room (drain or purge the
+    DLQ, raise ``maxmemory``).
+    """
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+        super().__init__(
+            f"cannot {doing}: Redis is full (used memory at maxmemory, policy noeviction) and accepts no "
+            "new job; the job was not enqueued. Workers still drain the lanes: retry later, or make room "
+            "(storefront-jobs dlq purge, a larger maxmemory)"
+        )
+
+    def __reduce__(self) -> tuple[type[BrokerFullError], tuple[str]]:
+        return (type(self), (self.doing,))
+
+
 class PartialEnqueueError(EnqueueError):
     """``enqueue_many`` stopped part way: the jobs in ``enqueued`` are queued, the rest are not.
 
@@ -104,6 +126,31 @@ class BrokerUnavailableError(StorefrontJobsError, OperationalError):
 
 def _broker_unavailable(message: str, maybe_sent: bool) -> BrokerUnavailableError:
     return BrokerUnavailableError(message, maybe_sent=maybe_sent)
+
+
+class ReplicationError(BrokerUnavailableError):
+    """The primary took a write, but fewer than ``BROKER_MIN_REPLICAS`` replicas confirmed it in time.
+
+    The write stays on the primary (``maybe_sent`` is always True): it takes
+    effect unless a failover promotes a replica that had not received it. For
+    an enqueue the job may or may not run; ``job_id`` names it, so a caller can
+    check before it sends the job again. ``replicas_confirmed`` is what Redis
+    answered, None when it did not answer.
+    """
+
+    def __init__(
+        self, message: str, *, job_id: str | None = None, replicas_confirmed: int | None = None
+    ) -> None:
+        super().__init__(message, maybe_sent=True)
+        self.job_id = job_id
+        self.replicas_confirmed = replicas_confirmed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_replication_error, (str(self), self.job_id, self.replicas_confirmed))
+
+
+def _replication_error(message: str, job_id: str | None, replicas_confirmed: int | None) -> ReplicationError:
+    return ReplicationError(message, job_id=job_id, replicas_confirmed=replicas_confirmed)
 
 
 class PermanentFailure(Exception):  # noqa: N818 - a control-flow signal, not an error type

@@ -175,6 +175,15 @@ class Settings(BaseSettings):
     broker_socket_timeout_s: Annotated[float, Field(gt=1.0, le=600.0)] = 5.0
     #: Seconds to open a connection to Redis.
     broker_connect_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = 5.0
+    #: The Sentinel group of the broker's primary, for ``sentinel://`` broker URLs.
+    broker_master_name: str | None = None
+    #: The password of the Sentinel nodes themselves (the primary's is the URL's).
+    broker_sentinel_password: SecretStr | None = None
+    #: Replicas that must hold an enqueue, a retry, a replay or a DLQ capture before it counts as
+    #: done (Redis's WAIT); 0 takes Redis's acknowledgement, which a failover can lose.
+    broker_min_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+    #: Seconds a write waits for BROKER_MIN_REPLICAS replicas before it fails with ReplicationError.
+    broker_min_replicas_timeout_s: Annotated[float, Field(gt=0.0, le=60.0)] = 1.0
     #: Seconds a job may stay unacknowledged (running, or waiting out a retry
     #: countdown in a worker) before Redis hands it to another worker.
     visibility_timeout_s: PositiveInt = 3600
@@ -254,6 +263,26 @@ class Settings(BaseSettings):
     def _lend_applies(self) -> Settings:
         if self.worker_lend_reserved and self.worker_reserve is not None and not self.worker_reserve.lend:
             object.__setattr__(self, "worker_reserve", dataclasses.replace(self.worker_reserve, lend=True))
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_answer_in_time(self) -> Settings:
+        # WAIT blocks its connection: past the socket timeout the client would give up first.
+        if self.broker_min_replicas_timeout_s >= self.broker_socket_timeout_s:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}BROKER_MIN_REPLICAS_TIMEOUT_S={self.broker_min_replicas_timeout_s}: must be "
+                f"below {ENV_PREFIX}BROKER_SOCKET_TIMEOUT_S ({self.broker_socket_timeout_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sentinel_has_a_group(self) -> Settings:
+        url = self.broker_url or ""
+        if url.startswith("sentinel://") and not self.broker_master_name:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}BROKER_MASTER_NAME: required with a sentinel:// BROKER_URL "
+                "(the name of the primary's group in the Sentinel configuration, e.g. mymaster)"
+            )
         return self
 
     @field_validator("log_level", mode="before")

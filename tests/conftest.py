@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from storefront_jobs.embedded import EmbeddedRedis
+from tests.support.sentinel import BROKER_KIND_VAR, SentinelBroker, SentinelCluster
 from tests.support.workers import WorkerFactory
 
 #: The broker while tests are collected: nothing listens there, so an app built by an import-time
@@ -31,22 +32,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def redis_server() -> Iterator[EmbeddedRedis]:
-    """One private server for the whole run, the broker of every app the tests build."""
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis | SentinelBroker]:
+    """One private broker for the whole run, the broker of every app the tests build.
+
+    A server of its own, or, with ``STOREFRONT_TEST_BROKER=sentinel``, a primary with two replicas
+    behind three Sentinel nodes, which apps and workers reach through Sentinel (the delivery tests run
+    so too: ``tox -e sentinel``). Either way ``.url`` is the broker URL and ``.direct_url`` the primary's.
+    """
     from storefront_jobs.application import get_default_app
 
     # Importing tasks, examples included, must build no app (docs/jobs.md, "Declaring a job").
     assert get_default_app.cache_info().currsize == 0, "the default app was built while tests were collected"
-    server = EmbeddedRedis().start()
+    server: EmbeddedRedis | SentinelBroker
+    if os.environ.get(BROKER_KIND_VAR) == "sentinel":
+        server = SentinelBroker(SentinelCluster(tmp_path_factory.mktemp("sentinel")).start())
+        os.environ.update(server.cluster.settings())
+    else:
+        server = EmbeddedRedis().start()
     os.environ["STOREFRONT_JOBS_BROKER_URL"] = server.url
     yield server
     server.close()
 
 
 @pytest.fixture
-def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+def redis_client(redis_server: EmbeddedRedis | SentinelBroker) -> Iterator[redis.Redis]:
     """A client on a freshly emptied broker database."""
-    client = redis.Redis.from_url(redis_server.url)
+    client = redis.Redis.from_url(redis_server.direct_url)
     client.flushall()
     yield client
     client.close()

@@ -1,4 +1,4 @@
-"""``GET /q/health``: is the broker reachable, which lanes have workers, is the scheduler on.
+"""``GET /q/health``: is the broker reachable (which primary, behind Sentinel), which lanes have workers.
 
 Workers are read from their heartbeats in Redis (one ``HGETALL``), not by a
 broadcast to every worker: a health check must be cheap enough to be probed
@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from storefront_jobs.broker import clock, keys
+from storefront_jobs.broker import clients, clock, keys
 from storefront_jobs.scheduler import scheduler_state
 from storefront_jobs.worker import pausing
 from storefront_jobs.worker.heartbeat import WorkerBeat, read_workers
@@ -50,6 +50,8 @@ def health(app: Any) -> tuple[int, dict[str, Any]]:
         # TIME is the ping: heartbeats are on Redis's clock (storefront_jobs.broker.clock).
         redis_s = clock.redis_now_s(client)
         broker: dict[str, Any] = {"reachable": True, "latencyS": round(time.monotonic() - started, 6)}
+        # Behind Sentinel: the primary the nodes name now (a failover changes it).
+        broker["primary"] = clients.primary_address(client)
         beats = read_workers(client, redis_s)
         lanes: dict[str, int] | None = workers_per_lane(beats, redis_s)
         clocks: dict[str, Any] | None = worker_clocks(beats, redis_s)

@@ -17,7 +17,9 @@ connection fails at once, as redis-py does by default (measured: 0.0 s).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import urllib.parse
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from storefront_jobs.errors import BrokerUnavailableError
 
@@ -52,11 +55,89 @@ def redis_client(url: str, settings: Settings) -> redis.Redis[bytes]:
 
 
 def _build(url: str, settings: Settings) -> redis.Redis[bytes]:
+    if is_sentinel(url):
+        return _sentinel_primary(url, settings)
     return redis.Redis.from_url(
         url,
         socket_timeout=settings.broker_socket_timeout_s,
         socket_connect_timeout=settings.broker_connect_timeout_s,
     )
+
+
+def is_sentinel(url: str) -> bool:
+    """Whether ``url`` names Sentinel nodes (``sentinel://h1:p1;sentinel://h2:p2``), not a Redis."""
+    return url.startswith("sentinel://")
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelTarget:
+    """What a ``sentinel://`` broker URL says: the Sentinel nodes, and the primary's database and login.
+
+    As kombu reads it: the nodes from every ``;``-separated URL, the database,
+    user and password from the first.
+    """
+
+    nodes: list[tuple[str, int]]
+    db: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        parts = [urllib.parse.urlsplit(part.strip()) for part in url.split(";") if part.strip()]
+        nodes = [(part.hostname or "localhost", part.port or SENTINEL_PORT) for part in parts]
+        first = parts[0]
+        path = first.path.strip("/")
+        return cls(
+            nodes=nodes,
+            db=int(path) if path else 0,
+            username=urllib.parse.unquote(first.username) if first.username else None,
+            password=urllib.parse.unquote(first.password) if first.password else None,
+        )
+
+
+#: Sentinel's own port, for a ``sentinel://`` URL that names none (kombu's default too).
+SENTINEL_PORT = 26379
+
+
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """How every client talks to the Sentinel nodes: the bounds of the settings, and their password."""
+    options: dict[str, Any] = dict(timeouts(settings))
+    if settings.broker_sentinel_password is not None:
+        options["password"] = settings.broker_sentinel_password.get_secret_value()
+    return options
+
+
+def _sentinel_primary(url: str, settings: Settings) -> redis.Redis[bytes]:
+    """A client on the current primary of the Sentinel group: it asks the nodes again after a failover.
+
+    redis-py's Sentinel pool looks the primary up for each new connection, and
+    a connection to a server that is no longer the primary fails (it answers
+    READONLY, or not at all), so the next command reaches the new one.
+    """
+    target = SentinelTarget.parse(url)
+    nodes = Sentinel(
+        target.nodes,
+        sentinel_kwargs=sentinel_options(settings),
+        socket_timeout=settings.broker_socket_timeout_s,
+        socket_connect_timeout=settings.broker_connect_timeout_s,
+    )
+    client: redis.Redis[bytes] = nodes.master_for(
+        str(settings.broker_master_name),
+        db=target.db,
+        username=target.username,
+        password=target.password,
+    )
+    return client
+
+
+def primary_address(client: redis.Redis[bytes]) -> str | None:
+    """The ``host:port`` of the primary a Sentinel client follows now, or None for a plain client."""
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return None
+    host, port = pool.get_master_address()
+    return f"{host}:{port}"
 
 
 def renew_after_fork(

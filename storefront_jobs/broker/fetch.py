@@ -46,6 +46,7 @@ item, and delivers it; the worker's consumer stores it in the DLQ as
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 import uuid
 from queue import Empty
@@ -223,11 +224,24 @@ class FetchingChannel(kombu_redis.Channel):
         reservation, concurrency = self._reservation
         return lanes_open(queues, reservation, concurrency=concurrency, busy_lanes=reserved_request_lanes())
 
-    def _queue_wake(self, pipe: Any) -> None:
-        """A job is being acknowledged: if the outstanding wait has lower lanes closed, end it then."""
-        if self._gated:
-            pipe.lpush(self._wake_key, 1)
-            pipe.expire(self._wake_key, WAKE_TTL_S)
+    def _wake_target(self) -> tuple[str, int] | None:
+        """The wake list and its time to live, when the outstanding wait has lower lanes closed: a job's
+        acknowledgement ends that wait (QoS.ack)."""
+        return (self._wake_key, WAKE_TTL_S) if self._gated else None
+
+    def _restore_targets(
+        self, payload: dict[str, Any], exchange: str, routing_key: str
+    ) -> tuple[list[str], list[str], dict[str, Any]]:
+        """Where a restore pushes a held message, as kombu's restore does: the lists of its queues (by
+        its message priority), the lanes' doorbells, and the message marked redelivered."""
+        with contextlib.suppress(KeyError, TypeError):
+            payload["headers"]["redelivered"] = True
+            payload["properties"]["delivery_info"]["redelivered"] = True
+        priority = self._get_message_priority(payload, reverse=False)
+        queues = list(self._lookup(exchange, routing_key))
+        lists = [self._q_for_pri(queue, priority) for queue in queues]  # type: ignore[attr-defined]
+        bells = [keys.doorbell(queue) for queue in queues if keys.priority_of_lane(queue) is not None]
+        return lists, bells, payload
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu 5.7's own loop step, reading whichever command _brpop_start sent.

@@ -73,6 +73,8 @@ _QOS = "storefront_jobs/broker/qos.py"
 _KOMBU_QOS = "kombu.transport.redis:QoS"
 _ACCESSORS = "storefront_jobs/broker/accessors.py"
 _CHANNEL = "kombu.transport.redis:Channel"
+_SENTINEL = "kombu.transport.redis:SentinelChannel"
+_APPLICATION = "storefront_jobs/application.py"
 _VIRTUAL = "kombu.transport.virtual.base:Channel"
 _REQUEST = "celery.worker.request:Request"
 _CONSUMER = "celery.worker.consumer.consumer:Consumer"
@@ -129,14 +131,30 @@ REGISTRY: tuple[Internal, ...] = (
     _property(_CHANNEL, "pool", _TRANSPORT, "the connection pool the publish client is built on"),
     _method(_CHANNEL, "_size", "(self, queue)", _TRANSPORT,
             "overridden: a lane's size counts its tenant lists too (a fair share per tenant)"),
+    _method(_CHANNEL, "_queue_bind", "(self, exchange, routing_key, pattern, queue)", _TRANSPORT,
+            "overridden: the binding recorded by an allow-oom script, so a worker starts on a full Redis"),
+    _attribute(_CHANNEL, "_fanout_queues", _TRANSPORT, "a fanout binding is marked as kombu marks it"),
+    _attribute(_CHANNEL, "_expires", _TRANSPORT, "queues that expire (control replies): their tables have "
+               "deadlines"),
+    _property(_CHANNEL, "_script_binding_deadlines", _TRANSPORT, "the sorted set of binding deadlines"),
+    _method(_CHANNEL, "_binding_ttl", "(self, queue)", _TRANSPORT, "how long a binding table lives"),
+    _attribute(_CHANNEL, "keyprefix_binding_permanent", _TRANSPORT, "the set of bindings that never expire"),
     _method(_CHANNEL, "_purge", "(self, queue)", _TRANSPORT,
             "overridden: purging a lane deletes its tenant lists and their counts too"),
     _method(_CHANNEL, "_q_for_pri", "(self, queue, pri)", (_TRANSPORT, _FETCH),
             "the list of a lane for a message priority"),
-    _method(_VIRTUAL, "_get_message_priority", "(self, message, reverse)", _TRANSPORT,
-            "the message priority that picks the list"),
+    _method(_VIRTUAL, "_get_message_priority", "(self, message, reverse)", (_TRANSPORT, _FETCH),
+            "the message priority that picks the list (of a publish, of a restore)"),
     _attribute("kombu.connection:Connection", "resolve_aliases", _TRANSPORT,
-               "our transports written as redis:// and rediss:// in URIs (Flower reads the scheme)"),
+               "our transports written as redis://, rediss:// and sentinel:// in URIs (Flower reads "
+               "the scheme)"),
+    # --- kombu: Sentinel (broker/transport.py, application.py) -------------------------------------
+    _attribute(_SENTINEL, "from_transport_options", (_TRANSPORT, _APPLICATION),
+               "reads master_name and sentinel_kwargs from the transport options"),
+    _attribute(_SENTINEL, "connection_class", _TRANSPORT,
+               "Sentinel-managed connections: a new connection asks the nodes for the primary"),
+    _attribute("kombu.transport.redis:SentinelTransport", "default_port", _TRANSPORT,
+               "Sentinel's port for a sentinel:// URL without one"),
     # --- kombu: the reliable fetch (broker/fetch.py) -----------------------------------------------
     _method(_CHANNEL, "_brpop_start", "(self, timeout)", _FETCH,
             "overridden: sends the fetch script or a doorbell wait"),
@@ -154,7 +172,8 @@ REGISTRY: tuple[Internal, ...] = (
     _property(_CHANNEL, "active_queues", _FETCH, "the queues the poll cycles over"),
     _property(_CHANNEL, "client", _FETCH, "the poll connection the fetch is sent and read on"),
     _attribute(_CHANNEL, "connection_errors", _FETCH, "errors after which the poll connection is dropped"),
-    _attribute(_CHANNEL, "priority_steps", _FETCH, "kombu's sub-lists", value=keys.KOMBU_PRIORITY_STEPS),
+    _attribute(_CHANNEL, "priority_steps", (_FETCH, _TRANSPORT), "kombu's sub-lists",
+               value=keys.KOMBU_PRIORITY_STEPS),
     _attribute(_CHANNEL, "sep", _FETCH, "the sub-lists' names", value=keys.KOMBU_SEP),
     _attribute(_CHANNEL, "unacked_key", _FETCH, "the fetch records messages in it", value=keys.KOMBU_UNACKED),
     _attribute(_CHANNEL, "unacked_index_key", _FETCH, "the fetch scores messages in it",
@@ -168,23 +187,22 @@ REGISTRY: tuple[Internal, ...] = (
     _method(_KOMBU_QOS, "append", "(self, message, delivery_tag)", _QOS,
             "overridden: a message the fetch script recorded is not recorded again; others on Redis's clock"),
     _method(_KOMBU_QOS, "ack", "(self, delivery_tag)", _QOS,
-            "overridden: an acknowledgement wakes a worker whose reservation closed lower lanes"),
+            "overridden: one allow-oom script, which also wakes a worker whose reservation closed lower "
+            "lanes"),
     _method(_KOMBU_QOS, "reject", "(self, delivery_tag, requeue)", _QOS,
             "overridden: without requeue, the same ack"),
-    _method(_KOMBU_QOS, "_remove_from_indices", "(self, delivery_tag, pipe)", _QOS,
-            "the ack's transaction, which the wake token joins"),
     _method(_KOMBU_QOS, "restore_visible", "(self, start, num, interval)", _QOS,
             "overridden: the restore sweep's deadline on Redis's clock, not the sweeping worker's"),
     _attribute(_KOMBU_QOS, "_vrestore_count", _QOS, "the sweep's throttle, counted as kombu counts it"),
     _method(_KOMBU_QOS, "restore_by_tag", "(self, tag, client, leftmost)", _QOS,
-            "gives one expired message back to its queue"),
-    _property(_KOMBU_QOS, "unacked_mutex_key", _QOS, "the sweep runs under kombu's lock"),
+            "overridden: one allow-oom script gives a held message back (kombu's reject and "
+            "restore_unacked call it)"),
+    _property(_KOMBU_QOS, "unacked_mutex_key", _QOS,
+              "the sweep's lock, the key plain kombu workers take too (our lease takes it)"),
     _property(_KOMBU_QOS, "unacked_mutex_expire", _QOS, "the lock's lifetime"),
     _property(_KOMBU_QOS, "visibility_timeout", _QOS, "the sweep's deadline"),
     _property(_KOMBU_QOS, "unacked_key", _QOS, "where a message is recorded"),
     _property(_KOMBU_QOS, "unacked_index_key", _QOS, "where its fetch time is scored"),
-    _attribute("kombu.transport.redis", "Mutex", _QOS, "kombu's sweep lock, shared with plain kombu workers"),
-    _attribute("kombu.transport.redis", "MutexHeld", _QOS, "another worker sweeps now"),
     _method(_CHANNEL, "conn_or_acquire", "(self, client)", _QOS, "a client for the record and the sweep"),
     _attribute("kombu.transport.virtual.base:Message", "_raw", _QOS, "the payload recorded for a restore"),
     _method("kombu.transport.virtual.base:QoS", "ack", "(self, delivery_tag)", _QOS,

@@ -135,6 +135,8 @@ DOORBELL_MAX = 1_000
 #: The index of the last token kept, as the scripts that ring a doorbell take it (``LTRIM 0 <index>``).
 DOORBELL_LAST_INDEX = DOORBELL_MAX - 1
 OVERFLOW_COUNTS = KEY_PREFIX + "overflow"
+#: hash operation -> writes fewer replicas confirmed than BROKER_MIN_REPLICAS (broker/replicas.py).
+REPLICA_SHORTFALLS = KEY_PREFIX + "replica_shortfalls"
 #: Hash, ``<priority>\t<job queue>\t<task>\t<producer host>`` -> first enqueues accepted (retries excluded).
 ENQUEUED_COUNTS = KEY_PREFIX + "enqueued"
 #: String, node name of the worker whose aging sweeper holds the lease; see storefront_jobs.broker.lease.

@@ -21,18 +21,25 @@ it waits in).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from storefront_jobs.broker import keys, scripts, tenants, wire
+from redis.exceptions import OutOfMemoryError  # type: ignore[attr-defined]  # not in types-redis
+
+from storefront_jobs.broker import keys, replicas, scripts, tenants, wire
 from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
 from storefront_jobs.broker.held import HeldConnection
+from storefront_jobs.broker.replicas import Quorum
+from storefront_jobs.errors import BrokerFullError
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.priorities import Priority
 
+#: Redis's acknowledgement alone (BROKER_MIN_REPLICAS=0).
+NO_QUORUM = Quorum()
 #: The producer host, a label of the enqueue counter.
 HOST = socket.gethostname()
 
@@ -68,6 +75,7 @@ def admit_and_push(
     target: str,
     tenant: str | None,
     held: HeldConnection | None = None,
+    quorum: Quorum = NO_QUORUM,
 ) -> int:
     """A job's first publish: the lane's depth before it, or :class:`QueueOverflowError` (nothing pushed).
 
@@ -75,32 +83,58 @@ def admit_and_push(
     priority sub-list; the lane's name for priority 0), used when the job
     has no ``tenant`` list to go to. With ``held`` (the lean enqueue), the
     call is packed once per lane and label set and sent on that connection.
+    An admitted job waits for ``quorum``'s replicas (:mod:`storefront_jobs.broker.replicas`).
     """
     priority = _priority(lane)
     envelope.stamp_lane_entry(message, time.time())
     script_keys, args = admission_call(priority, capacity, counter_field(priority, message))
-    if tenant is not None:
-        reply = scripts.TENANT_ADMIT_AND_PUSH(
-            client,
-            [*script_keys, *tenants.push_keys(lane, tenant)],
-            [*args, wire.to_json(message), keys.DOORBELL_LAST_INDEX, tenant],
-        )
-    elif held is not None:
-        call_keys = [*script_keys, target, keys.doorbell(lane)]
-        payload = wire.to_json(message)
-        # Only the message differs between two jobs of a task: the rest is packed once.
-        head = _admit_head(tuple(call_keys), tuple(args))
-        packed = head + scripts.resp_bulk(payload.encode()) + _LAST_INDEX
-        reply = scripts.ADMIT_AND_PUSH.call_packed(
-            held, packed, call_keys, [*args, payload, keys.DOORBELL_LAST_INDEX]
-        )
-    else:
-        reply = scripts.ADMIT_AND_PUSH(
-            client,
-            [*script_keys, target, keys.doorbell(lane)],
-            [*args, wire.to_json(message), keys.DOORBELL_LAST_INDEX],
-        )
-    return depth_or_refuse(reply, lane, capacity)
+    try:
+        # The held connection's fallback sends a call again on another connection, where a WAIT
+        # would not see the write: with replicas awaited, the write and its WAIT share one connection.
+        if held is not None and tenant is None and not quorum.wanted:
+            return depth_or_refuse(
+                _admit_held(held, lane, message, target, script_keys, args), lane, capacity
+            )
+        with replicas.one_connection(client, quorum) as one:
+            if tenant is not None:
+                reply = scripts.TENANT_ADMIT_AND_PUSH(
+                    one,
+                    [*script_keys, *tenants.push_keys(lane, tenant)],
+                    [*args, wire.to_json(message), keys.DOORBELL_LAST_INDEX, tenant],
+                )
+            else:
+                reply = scripts.ADMIT_AND_PUSH(
+                    one,
+                    [*script_keys, target, keys.doorbell(lane)],
+                    [*args, wire.to_json(message), keys.DOORBELL_LAST_INDEX],
+                )
+            depth = depth_or_refuse(reply, lane, capacity)
+            if quorum.wanted:
+                doing = f"enqueue {_task(message)} into lane {lane!r}"
+                replicas.confirm(one, quorum, "enqueue", doing, _job_id(message))
+        return depth
+    except OutOfMemoryError:
+        # The admission scripts are not allow-oom: a full Redis refuses them, and only them.
+        raise BrokerFullError(f"enqueue {_task(message)} into lane {lane!r}") from None
+
+
+def _admit_held(
+    held: HeldConnection,
+    lane: str,
+    message: dict[str, Any],
+    target: str,
+    script_keys: list[str],
+    args: list[Any],
+) -> Any:
+    """The admission script sent on the lean enqueue's held connection, packed once per lane and label set."""
+    call_keys = [*script_keys, target, keys.doorbell(lane)]
+    payload = wire.to_json(message)
+    # Only the message differs between two jobs of a task: the rest is packed once.
+    head = _admit_head(tuple(call_keys), tuple(args))
+    packed = head + scripts.resp_bulk(payload.encode()) + _LAST_INDEX
+    return scripts.ADMIT_AND_PUSH.call_packed(
+        held, packed, call_keys, [*args, payload, keys.DOORBELL_LAST_INDEX]
+    )
 
 
 _LAST_INDEX = scripts.resp_bulk(str(keys.DOORBELL_LAST_INDEX).encode())
@@ -112,19 +146,36 @@ def _admit_head(call_keys: tuple[str, ...], args: tuple[Any, ...]) -> bytes:
     return scripts.ADMIT_AND_PUSH.packed_head(call_keys, args, total_args=len(args) + 2)
 
 
-def push(client: Any, lane: str, message: dict[str, Any], *, target: str, tenant: str | None) -> None:
+def push(
+    client: Any,
+    lane: str,
+    message: dict[str, Any],
+    *,
+    target: str,
+    tenant: str | None,
+    quorum: Quorum = NO_QUORUM,
+) -> None:
     """A message that needs no admission (a retry) into its lane, the lane's doorbell rung."""
     envelope.stamp_lane_entry(message, time.time())
-    if tenant is not None:
-        # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
-        scripts.TENANT_PUSH(
-            client, tenants.push_keys(lane, tenant), [wire.to_json(message), keys.DOORBELL_LAST_INDEX, tenant]
-        )
-        return
-    scripts.PUSH(client, [target, keys.doorbell(lane)], [wire.to_json(message), keys.DOORBELL_LAST_INDEX])
+    with replicas.one_connection(client, quorum) as one:
+        if tenant is not None:
+            # A retry keeps its tenant's share: onto the tenant's list, as its first publish.
+            scripts.TENANT_PUSH(
+                one,
+                tenants.push_keys(lane, tenant),
+                [wire.to_json(message), keys.DOORBELL_LAST_INDEX, tenant],
+            )
+        else:
+            scripts.PUSH(
+                one, [target, keys.doorbell(lane)], [wire.to_json(message), keys.DOORBELL_LAST_INDEX]
+            )
+        doing = f"retry {_task(message)} in lane {lane!r}"
+        replicas.confirm(one, quorum, "retry", doing, _job_id(message))
 
 
-def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any]], *, capacity: int) -> int:
+def admit_and_push_many(
+    client: Any, lane: str, messages: Sequence[dict[str, Any]], *, capacity: int, quorum: Quorum = NO_QUORUM
+) -> int:
     """A chunk of first publishes of one task into the lane's plain list, admitted as one.
 
     Returns the lane's depth before the chunk, or raises
@@ -136,12 +187,35 @@ def admit_and_push_many(client: Any, lane: str, messages: Sequence[dict[str, Any
     for message in messages:
         envelope.stamp_lane_entry(message, now_s)
     script_keys, args = admission_call(priority, capacity, counter_field(priority, messages[0]))
-    reply = scripts.ADMIT_AND_PUSH_MANY(
-        client,
-        [*script_keys, lane, keys.doorbell(lane)],
-        [*args, keys.DOORBELL_LAST_INDEX, *(wire.to_json(m) for m in messages)],
-    )
-    return depth_or_refuse(reply, lane, capacity)
+    doing = f"enqueue {len(messages)} jobs of {_task(messages[0])} into lane {lane!r}"
+    with _refused_when_full(doing), replicas.one_connection(client, quorum) as one:
+        reply = scripts.ADMIT_AND_PUSH_MANY(
+            one,
+            [*script_keys, lane, keys.doorbell(lane)],
+            [*args, keys.DOORBELL_LAST_INDEX, *(wire.to_json(m) for m in messages)],
+        )
+        depth = depth_or_refuse(reply, lane, capacity)
+        replicas.confirm(one, quorum, "enqueue", doing, None)
+    return depth
+
+
+@contextlib.contextmanager
+def _refused_when_full(doing: str) -> Iterator[None]:
+    """A first publish a full Redis refuses (the admission scripts are not ``allow-oom``) ends in
+    :class:`BrokerFullError`, not in redis-py's OutOfMemoryError naming a Lua line."""
+    try:
+        yield
+    except OutOfMemoryError:
+        raise BrokerFullError(doing) from None
+
+
+def _task(message: Mapping[str, Any]) -> str:
+    return str((message.get("headers") or {}).get(envelope.TASK_NAME))
+
+
+def _job_id(message: Mapping[str, Any]) -> str | None:
+    job_id = (message.get("headers") or {}).get("id")
+    return str(job_id) if job_id is not None else None
 
 
 def _priority(lane: str) -> Priority:

@@ -24,8 +24,8 @@ doorbell there (a retry's push is ``scripts/push.lua``). The kombu methods
 overridden here are listed in :mod:`storefront_jobs.broker.internals`.
 
 Select it with ``broker_transport = "storefront_jobs.broker.transport:Transport"``
-(:func:`storefront_jobs.application.create_app` does, for ``redis://`` and
-``rediss://`` brokers).
+(:func:`storefront_jobs.application.create_app` does, for ``redis://``,
+``rediss://`` and ``sentinel://`` brokers).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from kombu import Connection
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from storefront_jobs.broker import keys, lanepush, tenants
+from storefront_jobs.broker import keys, lanepush, scripts, tenants
 from storefront_jobs.broker.fetch import FetchingChannel
+from storefront_jobs.broker.replicas import Quorum
 from storefront_jobs.jobs import envelope
 
 #: Transport option holding ``{lane: capacity}``; set by create_app from QUEUE_CAPACITY__*.
@@ -94,12 +95,25 @@ class Channel(FetchingChannel):
             return
         target = self._target_list(queue, message)
         tenant = self._fair_tenant(queue, message, target)
+        quorum = self._quorum()
         if not needs_admission(queue, message, capacities):
-            lanepush.push(self._admission_client(), queue, message, target=target, tenant=tenant)
+            lanepush.push(
+                self._admission_client(), queue, message, target=target, tenant=tenant, quorum=quorum
+            )
             return
         lanepush.admit_and_push(
-            self._admission_client(), queue, message, capacity=capacities[queue], target=target, tenant=tenant
+            self._admission_client(),
+            queue,
+            message,
+            capacity=capacities[queue],
+            target=target,
+            tenant=tenant,
+            quorum=quorum,
         )
+
+    def _quorum(self) -> Quorum:
+        client = self.connection.client
+        return Quorum.from_options(client.transport_options if client is not None else None)
 
     def _fair_tenant(self, queue: str, message: dict[str, Any], target: str) -> str | None:
         """The tenant whose list this push goes to, or None for the lane's own lists.
@@ -114,11 +128,34 @@ class Channel(FetchingChannel):
         return lanepush.fair_tenant(client.transport_options if client is not None else None, queue, message)
 
     def _size(self, queue: str) -> int:
-        # kombu counts the lane's lists (queue_declare's message count); a fair lane holds more.
-        size = int(super()._size(queue))
+        # kombu counts the queue's lists (queue_declare's message count) in a MULTI, which a Redis over
+        # maxmemory refuses whatever it holds: a worker could not start there, nor Celery's path
+        # publish. The same counts in a plain pipeline; a fair lane holds its tenant lists too.
+        client = self._admission_client()
+        pipe = client.pipeline(transaction=False)
+        for step in self.priority_steps:
+            pipe.llen(self._q_for_pri(queue, step))  # type: ignore[attr-defined]
+        size = sum(int(n) for n in pipe.execute())
         if keys.priority_of_lane(queue) is None:
             return size
-        return size + tenants.waiting(self._admission_client(), queue)
+        return size + tenants.waiting(client, queue)
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        # kombu records a binding in a MULTI (a lane) or a script without allow-oom (a control reply
+        # queue, which expires), both refused over maxmemory: a worker could not start on a full
+        # Redis. The same records as one script a full Redis runs (scripts/bind.lua).
+        if self.typeof(exchange).type == "fanout":
+            self._fanout_queues[queue] = (exchange, routing_key.replace("#", "*"))  # type: ignore[attr-defined]
+        table = self.keyprefix_queue % (exchange,)
+        member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+        if queue in self._expires:  # type: ignore[attr-defined]
+            script_keys = [table, self._script_binding_deadlines]  # type: ignore[attr-defined]
+            args = [member, "expires", exchange, self._binding_ttl(queue)]  # type: ignore[attr-defined]
+        else:
+            script_keys = [table, self.keyprefix_binding_permanent % (exchange,)]  # type: ignore[attr-defined]
+            args = [member, "permanent"]
+        with self.conn_or_acquire() as client:
+            scripts.BIND(client, script_keys, args)
 
     def _purge(self, queue: str) -> int:
         # `celery purge`: kombu deletes the lane's lists; the tenant lists and their counts go too.
@@ -145,6 +182,15 @@ class Channel(FetchingChannel):
         return name
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same channel on the primary that kombu's Sentinel channel finds (``sentinel://`` brokers).
+
+    kombu's Sentinel channel only changes where the connection pool points
+    (the primary of ``master_name``, asked of the Sentinel nodes for each new
+    connection); everything this transport adds runs on that pool unchanged.
+    """
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
@@ -153,14 +199,23 @@ class SecureTransport(Transport):
     """The same transport for ``rediss://`` brokers; only its URI scheme differs."""
 
 
+class SentinelTransport(Transport):
+    """The same transport for ``sentinel://`` brokers: Sentinel's port, and the Sentinel channel."""
+
+    Channel = SentinelChannel
+    default_port = kombu_redis.SentinelTransport.default_port
+
+
 TRANSPORT = "storefront_jobs.broker.transport:Transport"
 SECURE_TRANSPORT = "storefront_jobs.broker.transport:SecureTransport"
+SENTINEL_TRANSPORT = "storefront_jobs.broker.transport:SentinelTransport"
+_SCHEMES = {"redis": TRANSPORT, "rediss": SECURE_TRANSPORT, "sentinel": SENTINEL_TRANSPORT}
 
 
 def transport_for(broker_url: str) -> str | None:
-    """The transport serving ``broker_url``: ours for Redis, kombu's own for anything else."""
+    """The transport serving ``broker_url``: ours for Redis and Sentinel, kombu's own for anything else."""
     scheme = broker_url.split("://", 1)[0]
-    return {"redis": TRANSPORT, "rediss": SECURE_TRANSPORT}.get(scheme)
+    return _SCHEMES.get(scheme)
 
 
 def register_uri_schemes() -> None:
@@ -171,5 +226,5 @@ def register_uri_schemes() -> None:
     would not recognise ``storefront_jobs.broker.transport:Transport://``. The entry
     only renames our transports in URIs; every other transport is untouched.
     """
-    Connection.resolve_aliases.setdefault(TRANSPORT, "redis")
-    Connection.resolve_aliases.setdefault(SECURE_TRANSPORT, "rediss")
+    for scheme, transport in _SCHEMES.items():
+        Connection.resolve_aliases.setdefault(transport, scheme)

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import redis
 
-from storefront_jobs.broker import keys, scripts
+from storefront_jobs.broker import keys, replicas, scripts
 from storefront_jobs.deadletter.audit import AuditLog, RedisAuditLog
 from storefront_jobs.deadletter.query import Filter, score_bounds
 from storefront_jobs.deadletter.record import AttemptError, DeadLetter
@@ -157,8 +157,11 @@ class RedisDeadLetterStore:
         max_entries: int,
         retention_s: int,
         now: Callable[[], float] = time.time,
+        quorum: replicas.Quorum | None = None,
     ) -> None:
         self._client = client
+        #: Replicas a capture and a replay wait for (BROKER_MIN_REPLICAS, broker/replicas.py).
+        self._quorum = quorum or replicas.Quorum()
         self.max_entries = max_entries
         self.retention_s = retention_s
         self._now = now
@@ -186,7 +189,11 @@ class RedisDeadLetterStore:
                 repr(r.failed_at),
                 counter or f"added:{r.reason.value}",
             ]
-        return [bool(int(v)) for v in scripts.DLQ_ADD(self._client, self._base_keys, args)]
+        with replicas.one_connection(self._client, self._quorum) as client:
+            added = [bool(int(v)) for v in scripts.DLQ_ADD(client, self._base_keys, args)]
+            job_id = records[0].execution_id if len(records) == 1 else None
+            replicas.confirm(client, self._quorum, "dlq_capture", "keep the job in the DLQ", job_id)
+        return added
 
     def get(self, execution_id: str) -> DeadLetter | None:
         raw = self._client.hget(keys.DLQ_RECORDS, execution_id)
@@ -251,7 +258,11 @@ class RedisDeadLetterStore:
             bell = keys.doorbell(keys.lane_of_list(m.lane_list))
             args += [m.execution_id, m.lane_list, m.message, m.new_id, m.enqueued_field or "unknown", bell]
         script_keys = [*self._base_keys, audit_key, keys.ENQUEUED_COUNTS]
-        return [v.decode() for v in scripts.DLQ_MOVE(self._client, script_keys, args)]
+        with replicas.one_connection(self._client, self._quorum) as client:
+            moved = [v.decode() for v in scripts.DLQ_MOVE(client, script_keys, args)]
+            job_id = moves[0].new_id if len(moves) == 1 else None
+            replicas.confirm(client, self._quorum, "replay", f"replay {len(moves)} DLQ entries", job_id)
+        return moved
 
     def replayed_as(self, execution_id: str) -> str | None:
         raw = self._client.get(keys.dlq_replayed(execution_id))

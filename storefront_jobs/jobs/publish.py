@@ -42,6 +42,7 @@ from storefront_jobs.broker import lanepush, wire
 from storefront_jobs.broker.clients import unavailable
 from storefront_jobs.broker.held import HeldConnection
 from storefront_jobs.broker.keys import lane_name
+from storefront_jobs.broker.replicas import Quorum
 from storefront_jobs.broker.transport import CAPACITY_OPTION
 from storefront_jobs.errors import PartialEnqueueError, StorefrontJobsError
 from storefront_jobs.jobs.message import (
@@ -126,6 +127,7 @@ class LanePublisher:
         self._repr_max = int(app.amqp.argsrepr_maxsize)
         self._retry_policy = dict(app.conf.task_publish_retry_policy or {})
         self._held = HeldConnection(app.redis)
+        self._quorum = Quorum.of(app.storefront_settings)
         self._result_cls = app.AsyncResult
 
     def static_lean(self, task: Task[Any, Any]) -> bool:
@@ -201,7 +203,11 @@ class LanePublisher:
                     continue
                 with _broker_errors(task.name, lane):
                     lanepush.admit_and_push_many(
-                        self._app.redis, lane, [b.message for b in built], capacity=self._capacities[lane]
+                        self._app.redis,
+                        lane,
+                        [b.message for b in built],
+                        capacity=self._capacities[lane],
+                        quorum=self._quorum,
                     )
                 results.extend(self._published(task, one, lane) for one in built)
         except (StorefrontJobsError, OperationalError) as exc:
@@ -220,6 +226,7 @@ class LanePublisher:
                 target=lane,
                 tenant=tenant,
                 held=self._held,
+                quorum=self._quorum,
             )
 
     # --- the message ----------------------------------------------------------------------

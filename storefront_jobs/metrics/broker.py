@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from storefront_jobs.broker import clock, keys, tenants
+from storefront_jobs.broker import clock, keys, replicas, tenants
 from storefront_jobs.broker.admission import parse_enqueued_field
 from storefront_jobs.broker.aging import read_counts
 from storefront_jobs.broker.snapshot import LaneState, read_lanes
@@ -53,13 +53,15 @@ class BrokerCollector:
         pipe.hgetall(keys.ENQUEUED_COUNTS)
         pipe.smembers(keys.PAUSED_LANES)
         pipe.time()
-        overflow_raw, enqueued_raw, paused_raw, time_raw = pipe.execute()
+        pipe.hgetall(keys.REPLICA_SHORTFALLS)
+        overflow_raw, enqueued_raw, paused_raw, time_raw, shortfalls_raw = pipe.execute()
         # Heartbeats are on Redis's clock (storefront_jobs.broker.clock).
         redis_s = clock.from_time_reply(time_raw)
         workers = read_workers(self._client, redis_s)
 
         yield from self._lanes(lanes, {m.decode() for m in paused_raw}, now_s)
         yield from self._producers(overflow_raw, enqueued_raw)
+        yield self._shortfalls(shortfalls_raw)
         yield from self._workers(workers, redis_s)
         yield from self._aging()
         yield from self._tenants()
@@ -104,6 +106,13 @@ class BrokerCollector:
         for (job_queue, label), count in sorted(per_job.items()):
             enqueued_f.add_metric([job_queue, label], count)
         yield from (overflow_f, enqueued_f, sent_f)
+
+    def _shortfalls(self, raw: dict[bytes, bytes]) -> Metric:
+        family = _family("storefront_jobs_replica_shortfall", labels=("operation",))
+        counts = {k.decode(): int(v) for k, v in raw.items()}
+        for operation in replicas.OPERATIONS:
+            family.add_metric([operation], counts.get(operation, 0))
+        return family
 
     def _workers(self, workers: list[WorkerBeat], now_s: float) -> Iterator[Metric]:
         up_f = _family("celery_worker_up", labels=("hostname",))

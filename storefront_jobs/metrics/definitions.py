@@ -191,6 +191,9 @@ BROKER_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("queue", "priority")),
     PREFIX + "queue_overflow": (
         "counter", "Enqueues refused because the lane was at capacity.", ("priority",)),
+    PREFIX + "replica_shortfall": (
+        "counter", "Writes (enqueue, retry, replay, dlq_capture) that fewer replicas confirmed than "
+        "BROKER_MIN_REPLICAS within its timeout: each raised ReplicationError.", ("operation",)),
     PREFIX + "job_promoted": (
         "counter", "Jobs promoted one lane up by aging, from the lane they waited in to the one above.",
         ("from", "to")),

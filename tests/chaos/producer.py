@@ -5,7 +5,8 @@ Run as ``python -m tests.chaos.producer --run RUN --prefix P --count N [--rate R
 (``tests.support.workers.worker_env``).
 Each line of ``FILE`` is ``{"id": ..., "ok": true}`` for an enqueue that returned (acknowledged),
 or ``{"id": ..., "error": "<type>", "message": ...}`` for one that raised: the producer was told.
-Every line also has ``tookS`` (how long the call took) and ``path``: ``lean`` for an ordinary
+Every line also has ``tookS`` (how long the call took), ``atS`` (when it was made, seconds after the
+producer began) and ``path``: ``lean`` for an ordinary
 enqueue, ``celery`` for one with a countdown (Celery's own send; ``--countdown-every N`` sends every
 Nth job that way). Nothing is retried here, so every id has exactly one answer.
 
@@ -82,6 +83,7 @@ def main() -> None:
             except Exception as exc:  # every failure is written down; the test decides which are fine
                 line.update(error=type(exc).__name__, message=str(exc)[:300])
             line["tookS"] = round(time.monotonic() - call_started, 3)
+            line["atS"] = round(call_started - started, 3)
             out.write(json.dumps(line) + "\n")
             out.flush()
 

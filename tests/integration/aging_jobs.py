@@ -7,12 +7,10 @@ Redis, so the test reads the story of a job from the same server.
 from __future__ import annotations
 
 import json
-import os
 import time
 
-import redis
-
 from storefront_jobs import Priority, priority_task
+from tests.support.broker import broker_redis
 
 #: The STOREFRONT_JOBS_IMPORTS of a worker that runs these jobs.
 IMPORTS = "tests.integration.jobs,tests.integration.aging_jobs"
@@ -21,9 +19,7 @@ HIGH_STARTS = "test:aging:high"
 
 
 def _record(key: str, **fields: object) -> None:
-    redis.Redis.from_url(os.environ["STOREFRONT_JOBS_BROKER_URL"]).rpush(
-        key, json.dumps({"at": time.time(), **fields})
-    )
+    broker_redis().rpush(key, json.dumps({"at": time.time(), **fields}))
 
 
 def _report(task: object, tag: str) -> None:

@@ -7,12 +7,12 @@ fills and empties), so a dead-lettered item can be fixed and replayed.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import redis
 
 from storefront_jobs import Priority, priority_task
+from tests.support.broker import broker_redis
 
 FAILING = "test:chunk:failing"
 #: Every completed run of an item, one entry per run: duplicates would show here.
@@ -22,7 +22,7 @@ RUNS = "test:chunk:runs"
 @functools.cache
 def _redis() -> redis.Redis:
     # One client per process: an item takes microseconds, a new connection would dwarf it.
-    return redis.Redis.from_url(os.environ["STOREFRONT_JOBS_BROKER_URL"])
+    return broker_redis()
 
 
 class RowLockedError(Exception):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 
 import redis
 
 from storefront_jobs import Priority, current_tenant, priority_task
+from tests.support.broker import broker_redis
 
 #: The STOREFRONT_JOBS_IMPORTS of a worker that runs these jobs.
 IMPORTS = "tests.integration.jobs,tests.integration.fairness_jobs"
@@ -25,7 +25,7 @@ TASK = "tests.integration.fairness_jobs.tenant_work"
 @functools.cache
 def _redis() -> redis.Redis:
     """One client per pool process: the jobs are short, and a connection each would dominate."""
-    return redis.Redis.from_url(os.environ["STOREFRONT_JOBS_BROKER_URL"])
+    return broker_redis()
 
 
 @priority_task(Priority.DEFAULT, queue="fairness.tests", name=TASK)

@@ -12,8 +12,9 @@ import json
 import os
 from typing import Any
 
-import redis
 from celery import Celery
+
+from tests.support.broker import broker_redis
 
 RECORD_NAME = "tests.interop.record"
 #: One JSON entry per run: who ran it and what it got.
@@ -24,7 +25,7 @@ bare_app = Celery("interop_bare", broker=os.environ.get("STOREFRONT_JOBS_BROKER_
 
 def record(side: str, order_id: str, copies: int, request: Any) -> None:
     entry = {"side": side, "order_id": order_id, "copies": copies, "id": request.id}
-    redis.Redis.from_url(os.environ["STOREFRONT_JOBS_BROKER_URL"]).rpush(RUNS, json.dumps(entry))
+    broker_redis().rpush(RUNS, json.dumps(entry))
 
 
 # shared=False: Celery would otherwise add the task to every app, storefront's too, where it would

@@ -23,12 +23,13 @@ from storefront_jobs import (
     job_exhausted,
     priority_task,
 )
+from tests.support.broker import broker_redis
 
 log = logging.getLogger("tests.jobs")
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STOREFRONT_JOBS_BROKER_URL"])
+    return broker_redis()
 
 
 def _record(key: str, **fields: Any) -> None:

@@ -10,7 +10,7 @@ import redis
 from storefront_jobs import Priority, QueueOverflowError, create_app, load_settings, priority_task
 from storefront_jobs.embedded import EmbeddedRedis
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.delivery]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.integration import jobs
 from tests.support.broker import wait_broker_idle
 from tests.support.workers import WorkerFactory, WorkerProcess, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.delivery]
 
 DESIGN_FIELDS = {
     "executionId", "task", "queue", "priority", "attemptNumber", "payload", "args", "kwargs",

@@ -20,7 +20,7 @@ from tests.support.broker import client_ids, wait_disconnected
 from tests.support.dlq import dlq_command, fill_redis, make_record, run_dlq
 from tests.support.workers import REPO_ROOT, WorkerFactory, wait_until, worker_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.delivery]
 
 
 def test_a_replayed_job_runs_again_on_its_lane_as_a_new_execution(

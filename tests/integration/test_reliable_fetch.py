@@ -25,6 +25,8 @@ from storefront_jobs.embedded import EmbeddedRedis
 from tests.integration import jobs
 from tests.support.workers import wait_until
 
+pytestmark = [pytest.mark.integration, pytest.mark.delivery]
+
 LANE = "p2.default"
 
 
@@ -166,7 +168,7 @@ def test_a_message_pushed_without_a_doorbell_is_still_taken(
     # A producer on kombu's own transport (or kombu's restore) rings no bell: a consumer looks every
     # brpop_timeout (1 s by default) anyway.
     plain = create_app(load_settings(broker_url=redis_server.url), main="plain-producer")
-    plain.conf.broker_transport = "redis"
+    plain.conf.broker_transport = redis_server.url.split("://", 1)[0]  # kombu's redis (or sentinel)
     plain.send_task(jobs.chaos_work.name, ("fetch", "job-5"), task_id="job-5", queue=LANE)
     assert redis_client.llen(LANE) == 1
     assert redis_client.exists(keys.doorbell(LANE)) == 0

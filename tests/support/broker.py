@@ -15,10 +15,27 @@ loaded machine; these are:
 
 from __future__ import annotations
 
+import functools
+import os
+
 import redis
 
-from storefront_jobs.broker import keys
+from storefront_jobs.broker import clients, keys
+from storefront_jobs.settings import load_settings
 from tests.support.workers import wait_until
+
+
+def broker_redis() -> redis.Redis:
+    """A client on this process's broker (a job's, a producer's), built as the platform builds its own.
+
+    Through Sentinel when the broker is a Sentinel group; one per process and broker URL.
+    """
+    return _client_for(os.environ["STOREFRONT_JOBS_BROKER_URL"])
+
+
+@functools.cache
+def _client_for(url: str) -> redis.Redis:
+    return clients.redis_client(url, load_settings(broker_url=url))
 
 
 def broker_idle(broker: redis.Redis) -> bool:

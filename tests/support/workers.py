@@ -29,10 +29,14 @@ TEST_JOBS_MODULE = "tests.integration.jobs"
 WAIT_S = 60.0
 #: How long a worker may take to start and answer a ping (imports and pool forks on busy cores).
 READY_S = 90.0
+#: Settings of the session's broker that a worker gets from this process beside the URL.
+BROKER_VARS = ("STOREFRONT_JOBS_BROKER_MASTER_NAME", "STOREFRONT_JOBS_BROKER_TLS__")
 
 
 def worker_env(broker_url: str, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_JOBS_")}
+    # How to reach the session's broker beside its URL (a Sentinel group's name) is the broker's.
+    env.update({k: v for k, v in os.environ.items() if k.startswith(BROKER_VARS)})
     env.update(
         STOREFRONT_JOBS_BROKER_URL=broker_url,
         STOREFRONT_JOBS_IMPORTS=TEST_JOBS_MODULE,

@@ -9,6 +9,12 @@ and :func:`load` puts the pieces in front of it, each once, in the order the
 includes are met (a piece's own includes first), so a piece's functions
 exist before anything calls them.
 
+A script whose first line is a shebang (``#!lua flags=allow-oom``) keeps it
+first, before its pieces: Redis reads a script's flags only there. ``allow-oom``
+marks the scripts a full Redis must still run because they free or move memory
+rather than add it (a worker's steps on a message it holds, the DLQ's delete and
+trim; docs/reliability.md, "A full Redis"); the admission scripts are refused.
+
 A :class:`Script` is called one way, ``SCRIPT(client, keys, args)``: Redis
 names a loaded script by the SHA-1 of its text, so the call is ``EVALSHA``;
 a Redis that does not know it (restarted, or ``SCRIPT FLUSH``) answers
@@ -139,6 +145,12 @@ def compose(path: str) -> str:
         parts.append(text)
 
     visit(path, ())
+    # A shebang (``#!lua flags=allow-oom``) declares the script's flags to Redis and must open the
+    # text, before the pieces put in front of the script.
+    script = parts[-1]
+    if script.startswith("#!"):
+        shebang, _, body = script.partition("\n")
+        return "\n".join([shebang, *parts[:-1], body])
     return "\n".join(parts)
 
 
@@ -163,6 +175,12 @@ DEPTH = load("depth")
 ROOM = load("room")
 #: The reliable fetch, sent raw by the worker's channel.
 FETCH = load("fetch")
+#: Channel._queue_bind: a lane's binding recorded, on a full Redis too.
+BIND = load("bind")
+#: QoS.ack: a message's unacknowledged record removed (and a gated fetch woken), on a full Redis too.
+ACK = load("ack")
+#: QoS.restore_by_tag: a held message pushed back and its record removed in one step, on a full Redis too.
+RESTORE = load("restore")
 #: A message kombu's own BRPOP took, recorded as unacknowledged on Redis's clock (broker.qos).
 RECORD_UNACKED = load("record_unacked")
 #: A fair share per tenant (storefront_jobs.broker.tenants): a tenant's first publish (checked and

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- fetch: the reliable fetch (storefront_jobs.broker.fetch). Takes the first message of the lists,
 -- in the order given, and records it as unacknowledged in the same step, exactly as kombu's
 -- QoS.append would: the unacked index scored with the fetch time (Redis's clock, TIME: the

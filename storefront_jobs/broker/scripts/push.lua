@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- push: a message that needs no capacity check (a retry, accepted once already) into its lane,
 -- and the lane's doorbell rung (storefront_jobs.broker.transport).
 -- KEYS: the list to push to, the lane's doorbell.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- record_unacked: records a message as unacknowledged as kombu's QoS.append does, scored with
 -- Redis's clock (TIME) instead of the worker's (storefront_jobs.broker.qos).
 -- KEYS: the unacked hash, the unacked index.

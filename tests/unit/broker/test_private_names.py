@@ -101,13 +101,21 @@ def test_a_module_an_upgrade_removes_fails() -> None:
 
 def test_each_transport_option_storefront_jobs_sets_is_one_kombu_reads() -> None:
     from storefront_jobs.application import transport_options
+    from storefront_jobs.broker.replicas import QUORUM_OPTION
     from storefront_jobs.broker.tenants import FAIRNESS_OPTION
     from storefront_jobs.broker.transport import CAPACITY_OPTION
     from storefront_jobs.settings import load_settings
 
     # Our own options, read by our transport from the connection's transport options.
-    options = set(transport_options(load_settings())) - {CAPACITY_OPTION, FAIRNESS_OPTION}
+    ours = {CAPACITY_OPTION, FAIRNESS_OPTION, QUORUM_OPTION}
+    options = set(transport_options(load_settings())) - ours
     unread = options - set(kombu_redis.Channel.from_transport_options)
+    assert not unread, f"kombu {kombu.__version__} no longer reads the transport options {sorted(unread)}"
+    # Behind Sentinel, kombu's Sentinel channel reads the group's options too.
+    sentinel = load_settings(broker_url="sentinel://127.0.0.1:26379/0", broker_master_name="mymaster")
+    options = set(transport_options(sentinel)) - ours
+    assert {"master_name", "sentinel_kwargs"} <= options
+    unread = options - set(kombu_redis.SentinelChannel.from_transport_options)
     assert not unread, f"kombu {kombu.__version__} no longer reads the transport options {sorted(unread)}"
 
 

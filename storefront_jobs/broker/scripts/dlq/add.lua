@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- dlq/add: adds entries unless their execution id is there, then trims once (DeadLetterStore.add).
 -- KEYS: records, meta, timeline, stats.
 -- ARGV: index prefix, count prefix, cutoff score, max entries, trim limit (as dlq/trim), attempts-list

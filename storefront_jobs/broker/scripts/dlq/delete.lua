@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- dlq/delete: deletes the given entries (DeadLetterStore.delete).
 -- KEYS: records, meta, timeline, stats, the audit entry hash (or '').
 -- ARGV: index prefix, count prefix, then the execution ids.

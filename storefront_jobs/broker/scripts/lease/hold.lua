@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- lease/hold: takes a lease that nobody holds, or renews one the caller already holds
 -- (storefront_jobs.broker.lease). One step, so a lease that expired between a GET and a PEXPIRE can
 -- never be renewed by its former holder while another process has taken it.

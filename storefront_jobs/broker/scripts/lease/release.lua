@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- lease/release: gives a lease up, if the caller still holds it (storefront_jobs.broker.lease), so
 -- that another process can take it at once instead of after its time to live.
 -- KEYS: the lease.

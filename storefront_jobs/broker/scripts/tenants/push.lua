@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- tenants/push: a message that needs no capacity check (a retry) onto its tenant's list in a lane with
 -- a fair share per tenant, counted, the tenant on the ring, the lane's doorbell rung
 -- (storefront_jobs.broker.transport, for a job with a tenantId; storefront_jobs.broker.tenants).
