@@ -203,6 +203,8 @@ def create_app(
         broker_transport=transport_for(broker_url),
         broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
+        # rediss://: BROKER_TLS__* (kombu hands these to redis-py, as our own clients get them).
+        broker_use_ssl=clients.tls_options(broker_url, settings) or None,
         task_publish_retry_policy=clients.publish_retry_policy(),
         task_queues=lane_queues(),
         task_default_queue=keys.lane_name(Priority.DEFAULT),

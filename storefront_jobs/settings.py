@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
@@ -52,6 +53,24 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerTls(_Section):
+    """TLS to a ``rediss://`` broker: the CA that signs the server's certificate, a client certificate."""
+
+    #: PEM file of the CA(s) the broker's certificate must chain to (default: the system's).
+    ca_file: FilePath | None = None
+    #: PEM client certificate and its key, for a Redis that asks for one (``tls-auth-clients``).
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    #: ``required``: the broker's certificate must verify; ``optional``: verified if sent; ``none``: not.
+    verify: Literal["required", "optional", "none"] = "required"
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> BrokerTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("CERT_FILE and KEY_FILE go together: set both or neither")
+        return self
 
 
 class QueueCapacity(_Section):
@@ -175,6 +194,8 @@ class Settings(BaseSettings):
     broker_socket_timeout_s: Annotated[float, Field(gt=1.0, le=600.0)] = 5.0
     #: Seconds to open a connection to Redis.
     broker_connect_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = 5.0
+    #: TLS to a ``rediss://`` broker (BROKER_TLS__CA_FILE, __CERT_FILE, __KEY_FILE, __VERIFY).
+    broker_tls: BrokerTls = BrokerTls()
     #: The Sentinel group of the broker's primary, for ``sentinel://`` broker URLs.
     broker_master_name: str | None = None
     #: The password of the Sentinel nodes themselves (the primary's is the URL's).
@@ -272,6 +293,15 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"{ENV_PREFIX}BROKER_MIN_REPLICAS_TIMEOUT_S={self.broker_min_replicas_timeout_s}: must be "
                 f"below {ENV_PREFIX}BROKER_SOCKET_TIMEOUT_S ({self.broker_socket_timeout_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> Settings:
+        if self.broker_tls != BrokerTls() and not (self.broker_url or "").startswith("rediss://"):
+            raise ConfigurationError(
+                f"{ENV_PREFIX}BROKER_TLS__*: set, but {ENV_PREFIX}BROKER_URL is not a rediss:// URL, "
+                "so nothing would use TLS"
             )
         return self
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import urllib.parse
 import weakref
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from storefront_jobs.errors import BrokerUnavailableError
+from storefront_jobs.errors import BrokerUnavailableError, ConfigurationError
+from storefront_jobs.settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from storefront_jobs.settings import Settings
@@ -57,11 +59,68 @@ def redis_client(url: str, settings: Settings) -> redis.Redis[bytes]:
 def _build(url: str, settings: Settings) -> redis.Redis[bytes]:
     if is_sentinel(url):
         return _sentinel_primary(url, settings)
-    return redis.Redis.from_url(
+    client: redis.Redis[bytes] = redis.Redis.from_url(
         url,
         socket_timeout=settings.broker_socket_timeout_s,
         socket_connect_timeout=settings.broker_connect_timeout_s,
+        **tls_options(url, settings),
     )
+    return client
+
+
+_VERIFY = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def tls_options(url: str, settings: Settings) -> dict[str, Any]:
+    """redis-py's TLS options of a ``rediss://`` broker from ``BROKER_TLS__*``; Celery's
+    ``broker_use_ssl`` takes the same (kombu hands them to redis-py). Empty for any other URL."""
+    if not url.startswith("rediss://"):
+        return {}
+    tls = settings.broker_tls
+    options: dict[str, Any] = {"ssl_cert_reqs": _VERIFY[tls.verify]}
+    if tls.ca_file is not None:
+        options["ssl_ca_certs"] = str(tls.ca_file)
+    if tls.cert_file is not None and tls.key_file is not None:
+        options["ssl_certfile"] = str(tls.cert_file)
+        options["ssl_keyfile"] = str(tls.key_file)
+    return options
+
+
+def check_tls(client: redis.Redis[bytes], settings: Settings) -> None:
+    """At start-up: a broker whose TLS certificate does not verify is a setting to fix, not a job's error.
+
+    Raises :class:`ConfigurationError` naming the setting when the handshake
+    fails; a Redis that is merely down is left to the reconnecting caller.
+    """
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        failure = _tls_failure(exc)
+        if failure is None:
+            return
+        ca = settings.broker_tls.ca_file
+        where = (
+            f"{ENV_PREFIX}BROKER_TLS__CA_FILE={ca}"
+            if ca
+            else f"the system's CAs ({ENV_PREFIX}BROKER_TLS__CA_FILE unset)"
+        )
+        raise ConfigurationError(
+            f"cannot start: the broker's TLS handshake failed ({failure}); check {where}, "
+            f"{ENV_PREFIX}BROKER_TLS__CERT_FILE/KEY_FILE and {ENV_PREFIX}BROKER_TLS__VERIFY"
+        ) from None
+    except redis.RedisError:
+        return
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """The TLS error behind a connection error, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return text if "SSL" in text or "certificate" in text else None
 
 
 def is_sentinel(url: str) -> bool:

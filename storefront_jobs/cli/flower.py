@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 
 import click
 
+from storefront_jobs.broker.clients import check_tls
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.settings import ENV_PREFIX, Settings, load_settings
 
@@ -154,6 +155,7 @@ def flower(ctx: click.Context, port: int | None, address: str | None, no_auth: b
     from storefront_jobs.flower.server import serve  # noqa: PLC0415 - imports Flower and tornado
 
     app = get_default_app()
+    check_tls(app.redis, settings)
     try:
         argv = flower_argv(settings, port=port, address=address, extra=extra)[1:]
         serve(app, argv, protect_monitoring=settings.flower_protect_monitoring)

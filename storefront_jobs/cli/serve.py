@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from storefront_jobs.broker.clients import check_tls
 from storefront_jobs.settings import load_settings
 
 
@@ -29,7 +30,9 @@ def serve(host: str, port: int | None, log_level: str) -> None:
             "storefront-jobs serve: no STOREFRONT_JOBS_ADMIN_TOKENS configured; /admin answers 401",
             err=True,
         )
-    api = create_admin_app(get_default_app())
+    app = get_default_app()
+    check_tls(app.redis, settings)
+    api = create_admin_app(app)
     uvicorn.run(
         api,
         host=host,

@@ -7,6 +7,7 @@ import os
 import click
 
 from storefront_jobs.broker import keys
+from storefront_jobs.broker.clients import check_tls
 from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.settings import load_settings
 from storefront_jobs.worker.reservation import Reservation, parse_reservation
@@ -95,6 +96,8 @@ def worker(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--reserve") from None
+    # A certificate that does not verify stops the pool here, with the setting to fix, not at a job.
+    check_tls(app.redis, settings)
     argv = worker_argv(
         lanes,
         concurrency=concurrency,

@@ -85,3 +85,24 @@ def test_a_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("STOREFRONT_JOBS_CONFIG_FILE", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigurationError, match="no such file"):
         load_settings()
+
+
+def test_broker_tls_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cert = tmp_path / "client.crt"
+    cert.write_text("not checked here")
+    monkeypatch.setenv("STOREFRONT_JOBS_BROKER_URL", "rediss://cache:6380/0")
+    monkeypatch.setenv("STOREFRONT_JOBS_BROKER_TLS__CERT_FILE", str(cert))
+    with pytest.raises(ConfigurationError, match="CERT_FILE and KEY_FILE go together"):
+        load_settings()
+    monkeypatch.setenv("STOREFRONT_JOBS_BROKER_TLS__KEY_FILE", str(tmp_path / "missing.key"))
+    with pytest.raises(ConfigurationError, match="STOREFRONT_JOBS_BROKER_TLS__KEY_FILE"):
+        load_settings()
+    monkeypatch.setenv("STOREFRONT_JOBS_BROKER_TLS__KEY_FILE", str(cert))
+    monkeypatch.setenv("STOREFRONT_JOBS_BROKER_URL", "redis://cache:6379/0")
+    with pytest.raises(ConfigurationError, match=r"BROKER_URL is not a rediss:// URL"):
+        load_settings()
+
+
+def test_replicas_are_awaited_for_less_than_the_socket_timeout() -> None:
+    with pytest.raises(ConfigurationError, match=r"BROKER_MIN_REPLICAS_TIMEOUT_S=5\.0: must be below"):
+        load_settings(broker_min_replicas=1, broker_min_replicas_timeout_s=5.0)
