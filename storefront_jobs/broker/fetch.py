@@ -55,7 +55,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from storefront_jobs.broker import keys, scripts, tenants
 from storefront_jobs.broker.accessors import reserved_request_lanes
@@ -253,6 +253,12 @@ class FetchingChannel(kombu_redis.Channel):
                 )
             except NoScriptError:
                 # Redis restarted and forgot the script: send its text next time.
+                self._fetch_loaded = False
+                raise Empty() from None
+            except ResponseError as exc:
+                if polling != "fetch" or not scripts.FETCH.falls_back(exc):
+                    raise
+                # A Redis before 7 refused the script's flags: its plain text next time.
                 self._fetch_loaded = False
                 raise Empty() from None
             except self.connection_errors:  # type: ignore[attr-defined]

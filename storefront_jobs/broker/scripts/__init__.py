@@ -52,10 +52,38 @@ class Script:
 
     name: str
     text: str
-    sha: str = dataclasses.field(init=False)
+    flagged_sha: str = dataclasses.field(init=False)
+    #: The text without its shebang, and whether this process sends that one (a Redis before 7).
+    plain_text: str = dataclasses.field(init=False)
+    plain_sha: str = dataclasses.field(init=False)
+    _plain: list[bool] = dataclasses.field(init=False, default_factory=lambda: [False])
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+        object.__setattr__(self, "flagged_sha", _sha1(self.text))
+        shebang, _, body = self.text.partition("\n")
+        object.__setattr__(self, "plain_text", body if shebang.startswith("#!") else self.text)
+        object.__setattr__(self, "plain_sha", _sha1(self.plain_text))
+
+    @property
+    def sha(self) -> str:
+        """The SHA-1 of the text this process sends (see :meth:`falls_back`)."""
+        return self.plain_sha if self._plain[0] else self.flagged_sha
+
+    @property
+    def sent_text(self) -> str:
+        return self.plain_text if self._plain[0] else self.text
+
+    def falls_back(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a Redis before 7 refusing the shebang; if so, send the plain text from now on.
+
+        Redis 6 compiles ``#!lua flags=...`` as Lua and fails. Without the
+        flags a script runs as it always did on Redis 6, which has no
+        ``allow-oom``: there a full Redis refuses a worker's writes as before.
+        """
+        if self._plain[0] or self.plain_text == self.text or _SHEBANG_REFUSED not in str(exc):
+            return False
+        self._plain[0] = True
+        return True
 
     def __call__(
         self, client: redis.Redis[Any] | Pipeline[Any], keys: Sequence[Any] = (), args: Sequence[Any] = ()
@@ -63,11 +91,17 @@ class Script:
         """Run the script on ``client`` (see the module docstring); in a pipeline, queue it."""
         commands: Any = client  # types-redis leaves eval and evalsha untyped
         if isinstance(client, Pipeline):
-            return commands.eval(self.text, len(keys), *keys, *args)
+            return commands.eval(self.sent_text, len(keys), *keys, *args)
         try:
             return commands.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return commands.eval(self.text, len(keys), *keys, *args)
+            pass
+        try:
+            return commands.eval(self.sent_text, len(keys), *keys, *args)
+        except redis.ResponseError as exc:
+            if not self.falls_back(exc):
+                raise
+        return commands.eval(self.sent_text, len(keys), *keys, *args)
 
     def packed_head(self, keys: Sequence[Any], args: Sequence[Any], *, total_args: int) -> bytes:
         """The start of an ``EVALSHA`` in Redis's wire protocol, ready for more ARGV (:meth:`call_packed`).
@@ -109,8 +143,16 @@ class Script:
 
     def command(self, keys: Sequence[Any], args: Sequence[Any], *, cached: bool = True) -> list[Any]:
         """The command that runs the script, to send raw: ``EVALSHA`` while Redis has it, else ``EVAL``."""
-        head: list[Any] = ["EVALSHA", self.sha] if cached else ["EVAL", self.text]
+        head: list[Any] = ["EVALSHA", self.sha] if cached else ["EVAL", self.sent_text]
         return [*head, len(keys), *keys, *args]
+
+
+#: What Redis before 7 answers a script that opens with a shebang.
+_SHEBANG_REFUSED = "unexpected symbol near '#'"
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _as_bytes(value: Any) -> bytes:
