@@ -91,7 +91,10 @@ def check_tls(client: redis.Redis[bytes], settings: Settings) -> None:
 
     Raises :class:`ConfigurationError` naming the setting when the handshake
     fails; a Redis that is merely down is left to the reconnecting caller.
+    A broker without TLS is not asked at all: start-up gains no round trip.
     """
+    if not tls_options(settings.broker_url or "", settings):
+        return
     try:
         client.ping()
     except redis.ConnectionError as exc:
@@ -114,11 +117,9 @@ def check_tls(client: redis.Redis[bytes], settings: Settings) -> None:
 
 def _tls_failure(exc: BaseException) -> str | None:
     """The TLS error behind a connection error, if that is what it was."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
+    behind = _behind(exc, ssl.SSLError)
+    if behind is not None:
+        return str(behind)
     text = str(exc)
     return text if "SSL" in text or "certificate" in text else None
 
@@ -259,12 +260,17 @@ def probe(url: str, timeout_s: float) -> bool:
 
 def never_sent(exc: BaseException) -> bool:
     """Whether a redis-py error proves its command never reached Redis: the connection was refused."""
+    return _behind(exc, ConnectionRefusedError) is not None
+
+
+def _behind(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first error of type ``kind`` in ``exc``'s chain of causes (redis-py wraps socket errors)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return True
+        if isinstance(seen, kind):
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def unavailable(doing: str, exc: BaseException, *, job_id: str | None = None) -> BrokerUnavailableError:
