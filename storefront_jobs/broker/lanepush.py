@@ -28,13 +28,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import redis
 from redis.exceptions import OutOfMemoryError  # type: ignore[attr-defined]  # not in types-redis
 
 from storefront_jobs.broker import keys, replicas, scripts, tenants, wire
 from storefront_jobs.broker.admission import admission_call, depth_or_refuse, enqueued_field
 from storefront_jobs.broker.held import HeldConnection
 from storefront_jobs.broker.replicas import Quorum
-from storefront_jobs.errors import BrokerFullError
+from storefront_jobs.errors import BrokerFullError, BrokerUnavailableError
 from storefront_jobs.jobs import envelope
 from storefront_jobs.jobs.priorities import Priority
 
@@ -88,7 +89,7 @@ def admit_and_push(
     priority = _priority(lane)
     envelope.stamp_lane_entry(message, time.time())
     script_keys, args = admission_call(priority, capacity, counter_field(priority, message))
-    try:
+    with _refused(f"enqueue {_task(message)} into lane {lane!r}", _job_id(message)):
         # The held connection's fallback sends a call again on another connection, where a WAIT
         # would not see the write: with replicas awaited, the write and its WAIT share one connection.
         if held is not None and tenant is None and not quorum.wanted:
@@ -113,9 +114,6 @@ def admit_and_push(
                 doing = f"enqueue {_task(message)} into lane {lane!r}"
                 replicas.confirm(one, quorum, "enqueue", doing, _job_id(message))
         return depth
-    except OutOfMemoryError:
-        # The admission scripts are not allow-oom: a full Redis refuses them, and only them.
-        raise BrokerFullError(f"enqueue {_task(message)} into lane {lane!r}") from None
 
 
 def _admit_held(
@@ -136,6 +134,9 @@ def _admit_held(
         held, packed, call_keys, [*args, payload, keys.DOORBELL_LAST_INDEX]
     )
 
+
+#: How Redis starts its refusal of a write on a primary with too few replicas (``min-replicas-to-write``).
+NO_REPLICAS = "NOREPLICAS"
 
 _LAST_INDEX = scripts.resp_bulk(str(keys.DOORBELL_LAST_INDEX).encode())
 
@@ -188,7 +189,7 @@ def admit_and_push_many(
         envelope.stamp_lane_entry(message, now_s)
     script_keys, args = admission_call(priority, capacity, counter_field(priority, messages[0]))
     doing = f"enqueue {len(messages)} jobs of {_task(messages[0])} into lane {lane!r}"
-    with _refused_when_full(doing), replicas.one_connection(client, quorum) as one:
+    with _refused(doing, None), replicas.one_connection(client, quorum) as one:
         reply = scripts.ADMIT_AND_PUSH_MANY(
             one,
             [*script_keys, lane, keys.doorbell(lane)],
@@ -200,13 +201,28 @@ def admit_and_push_many(
 
 
 @contextlib.contextmanager
-def _refused_when_full(doing: str) -> Iterator[None]:
-    """A first publish a full Redis refuses (the admission scripts are not ``allow-oom``) ends in
-    :class:`BrokerFullError`, not in redis-py's OutOfMemoryError naming a Lua line."""
+def _refused(doing: str, job_id: str | None) -> Iterator[None]:
+    """A publish Redis refuses ends in a documented error, not in redis-py's error naming a Lua line.
+
+    A full Redis refuses the admission scripts (they are not ``allow-oom``):
+    :class:`BrokerFullError`. A primary with ``min-replicas-to-write`` and too
+    few replicas connected refuses every write (``NOREPLICAS``):
+    :class:`BrokerUnavailableError`. Either way the script did not run, so
+    nothing was pushed.
+    """
     try:
         yield
     except OutOfMemoryError:
         raise BrokerFullError(doing) from None
+    except redis.ResponseError as exc:
+        if not str(exc).startswith(NO_REPLICAS):
+            raise
+        raise BrokerUnavailableError(
+            f"cannot {doing}: the primary refuses writes while fewer replicas are connected than its "
+            f"min-replicas-to-write ({exc}); {f'job {job_id} was' if job_id else 'the jobs were'} "
+            "not enqueued: send again once the replicas are back",
+            maybe_sent=False,
+        ) from exc
 
 
 def _task(message: Mapping[str, Any]) -> str:

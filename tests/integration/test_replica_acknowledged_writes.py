@@ -17,7 +17,7 @@ from storefront_jobs import Priority, ReplicationError, create_app, load_setting
 from storefront_jobs.broker import keys, replicas
 from storefront_jobs.deadletter import store_for
 from storefront_jobs.embedded import EmbeddedRedis
-from storefront_jobs.errors import BrokerUnavailableError
+from storefront_jobs.errors import BrokerUnavailableError, PartialEnqueueError
 from tests.support.dlq import make_record
 from tests.support.metrics import broker_samples, total
 
@@ -82,3 +82,43 @@ def test_without_min_replicas_nothing_waits(redis_server: EmbeddedRedis, redis_c
     assert redis_client.llen("p2.default") == 2
     assert not redis_client.exists(keys.REPLICA_SHORTFALLS)
     assert replicas.Quorum.of(app.storefront_settings).wanted is False
+
+
+@pytest.fixture
+def primary_without_replicas(redis_client: redis.Redis) -> Any:
+    """The session's Redis as a primary that needs one connected replica to take a write."""
+    redis_client.config_set("min-replicas-to-write", 1)
+    try:
+        yield redis_client
+    finally:
+        redis_client.config_set("min-replicas-to-write", 0)
+
+
+def test_a_primary_that_refuses_writes_for_want_of_replicas_refuses_enqueues_clearly(
+    redis_server: EmbeddedRedis, primary_without_replicas: redis.Redis
+) -> None:
+    app: Any = create_app(load_settings(broker_url=redis_server.url), main="no-replicas")
+
+    @priority_task(Priority.DEFAULT, queue="orders.confirm", app=app, name="tests.confirm_order_norep")
+    def confirm_order(order_id: int) -> None:
+        return None
+
+    # When the primary's min-replicas-to-write is not met, an enqueue on either path is refused
+    with pytest.raises(BrokerUnavailableError) as lean:
+        confirm_order.apply_async((1,), task_id="order-1")
+    with pytest.raises(BrokerUnavailableError) as celery_path:
+        confirm_order.apply_async((2,), task_id="order-3", countdown=30)
+    with pytest.raises(PartialEnqueueError) as many:
+        confirm_order.enqueue_many([(3,), (4,)])
+
+    # Then with the documented error, which says the job was not enqueued and why
+    for error, job_id in ((lean.value, "order-1"), (celery_path.value, "order-3")):
+        assert not isinstance(error, ReplicationError)
+        assert not error.maybe_sent
+        assert f"job {job_id} was not enqueued" in str(error)
+        assert "min-replicas-to-write" in str(error)
+    assert isinstance(many.value.cause, BrokerUnavailableError)
+    assert many.value.enqueued == []
+    # And nothing is in the lane
+    primary_without_replicas.config_set("min-replicas-to-write", 0)
+    assert primary_without_replicas.llen("p2.default") == 0
