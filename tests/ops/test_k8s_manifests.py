@@ -26,11 +26,14 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import redis
 import yaml
 from pydantic import BaseModel
 
+from storefront_jobs.broker.clients import SENTINEL_PORT, SentinelTarget
 from storefront_jobs.cli import main as cli
 from storefront_jobs.cli.flower import check_passthrough
+from storefront_jobs.embedded import EmbeddedRedis
 from storefront_jobs.errors import ConfigurationError
 from storefront_jobs.jobs.priorities import Priority, parse_priorities
 from storefront_jobs.metrics.definitions import metric_names
@@ -43,7 +46,10 @@ RENDERS = {
     "base": k8s.K8S / "base",
     "production": k8s.K8S / "overlays" / "production",
     "production-hpa": k8s.K8S / "overlays" / "production-hpa",
+    "production-sentinel": k8s.K8S / "overlays" / "production-sentinel",
 }
+#: The overlays meant to be applied: each sets the namespace and drops the placeholder Secret.
+PRODUCTION_OVERLAYS = ("production", "production-hpa", "production-sentinel")
 NAMESPACE = "storefront-jobs"
 SCRAPE_JOB = "storefront-celery"
 CONFIGMAP, SECRET = "storefront-jobs-config", "storefront-jobs-secrets"
@@ -189,7 +195,7 @@ def test_every_kustomization_renders(renders: dict[str, list[Obj]]) -> None:
 
 def test_the_base_is_namespace_agnostic_and_the_overlays_set_one(renders: dict[str, list[Obj]]) -> None:
     assert not [obj["metadata"]["name"] for obj in renders["base"] if "namespace" in obj["metadata"]]
-    for overlay in ("production", "production-hpa"):
+    for overlay in PRODUCTION_OVERLAYS:
         objs = renders[overlay]
         assert named(objs, "Namespace", NAMESPACE)
         assert {obj["metadata"].get("namespace") for obj in objs if obj["kind"] != "Namespace"} == {NAMESPACE}
@@ -234,7 +240,9 @@ def test_validation_is_strict_enough_to_catch_a_typo(production: list[Obj]) -> N
 def test_every_manifest_file_is_part_of_a_kustomization() -> None:
     listed: set[Path] = set()
     for kustomization in k8s.K8S.rglob("kustomization.yaml"):
-        for entry in yaml.safe_load(kustomization.read_text()).get("resources", []):
+        spec = yaml.safe_load(kustomization.read_text())
+        patch_files = [patch["path"] for patch in spec.get("patches", []) if "path" in patch]
+        for entry in [*spec.get("resources", []), *patch_files]:
             listed.add((kustomization.parent / entry).resolve())
     files = {p.resolve() for p in k8s.K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
     assert not sorted(str(p) for p in files - listed), "manifests no kustomization uses"
@@ -266,9 +274,12 @@ def test_configmap_and_secret_hold_only_known_settings(base: list[Obj]) -> None:
     assert "STOREFRONT_JOBS_QUEUE_CAPACITY__DEFAULT" in known  # nested names are spelt out
 
 
-def container_environment(objs: list[Obj], container: Obj) -> dict[str, str]:
-    """What the container's process sees from envFrom and env (Secret keys resolved from the base)."""
-    sources = {("configMapRef", CONFIGMAP): config_data(objs), ("secretRef", SECRET): secret_data(objs)}
+def container_environment(
+    objs: list[Obj], container: Obj, secrets: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What the container's process sees from envFrom and env (Secret keys: ``secrets``, else ``objs``')."""
+    secrets = secret_data(objs) if secrets is None else secrets
+    sources = {("configMapRef", CONFIGMAP): config_data(objs), ("secretRef", SECRET): secrets}
     environment: dict[str, str] = {}
     for source in container.get("envFrom", []):
         ((kind, ref),) = source.items()
@@ -279,7 +290,7 @@ def container_environment(objs: list[Obj], container: Obj) -> dict[str, str]:
         else:
             ref = var["valueFrom"]["secretKeyRef"]
             assert ref["name"] == SECRET, var
-            environment[var["name"]] = secret_data(objs)[ref["key"]]
+            environment[var["name"]] = secrets[ref["key"]]
     return environment
 
 
@@ -741,12 +752,242 @@ def test_the_two_production_overlays_differ_only_in_their_autoscalers(renders: d
     assert without_scalers(renders["production"]) == without_scalers(renders["production-hpa"])
 
 
+# --- the Sentinel overlay ------------------------------------------------------------------------------
+
+SENTINEL_OVERLAY = "production-sentinel"
+REDIS_GROUP = "storefront-jobs-redis"
+BROKER_KEYS = (
+    "STOREFRONT_JOBS_BROKER_URL",
+    "STOREFRONT_JOBS_BROKER_MASTER_NAME",
+    "STOREFRONT_JOBS_BROKER_MIN_REPLICAS",
+)
+#: What the Sentinel overlay may change: the broker's objects (and the broker keys of the ConfigMap).
+BROKER_OBJECTS = {
+    ("ConfigMap", "storefront-jobs-redis-config"),
+    ("StatefulSet", REDIS_GROUP),
+    ("Service", REDIS_GROUP),
+    ("Service", f"{REDIS_GROUP}-headless"),
+    ("NetworkPolicy", REDIS_GROUP),
+    ("PodDisruptionBudget", REDIS_GROUP),
+}
+
+
+@pytest.fixture(scope="module")
+def sentinel_overlay(renders: dict[str, list[Obj]]) -> list[Obj]:
+    return renders[SENTINEL_OVERLAY]
+
+
+def redis_pod_names(objs: list[Obj]) -> list[str]:
+    """Each Redis pod's stable DNS name, through the StatefulSet's governing Service."""
+    group = named(objs, "StatefulSet", REDIS_GROUP)
+    domain = f"{group['spec']['serviceName']}.{NAMESPACE}.svc"
+    return [f"{REDIS_GROUP}-{ordinal}.{domain}" for ordinal in range(group["spec"]["replicas"])]
+
+
+def test_the_sentinel_overlay_is_production_with_another_broker(renders: dict[str, list[Obj]]) -> None:
+    def outside_the_broker(objs: list[Obj]) -> list[Obj]:
+        kept = []
+        for obj in objs:
+            if (obj["kind"], obj["metadata"]["name"]) in BROKER_OBJECTS:
+                continue
+            if (obj["kind"], obj["metadata"]["name"]) == ("ConfigMap", CONFIGMAP):
+                config = copy.deepcopy(obj)
+                for key in BROKER_KEYS:
+                    config["data"].pop(key, None)
+                kept.append(config)
+            else:
+                kept.append(obj)
+        return sorted(kept, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+    assert outside_the_broker(renders["production"]) == outside_the_broker(renders[SENTINEL_OVERLAY])
+
+
+def test_every_process_finds_the_primary_through_the_sentinel_nodes(
+    renders: dict[str, list[Obj]], sentinel_overlay: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objs = sentinel_overlay
+    group = named(objs, "StatefulSet", REDIS_GROUP)
+    headless = named(objs, "Service", group["spec"]["serviceName"])
+    containers = {c["name"]: c for c in group["spec"]["template"]["spec"]["containers"]}
+    # Given three Redis pods, each with a Sentinel node, named by a headless Service from the start
+    assert group["spec"]["replicas"] == 3
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert selector_matches({"matchLabels": headless["spec"]["selector"]}, pod_labels(group))
+    assert SENTINEL_PORT in [p["port"] for p in headless["spec"]["ports"]]
+    assert [p["containerPort"] for p in containers["sentinel"]["ports"]] == [SENTINEL_PORT]
+    # and no Service that would spread clients over replicas
+    assert [
+        s["metadata"]["name"] for s in of_kind(objs, "Service") if s["metadata"]["name"] == REDIS_GROUP
+    ] == []
+    policy = named(objs, "NetworkPolicy", REDIS_GROUP)
+    assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} == {6379, SENTINEL_PORT}
+    # Then every storefront-jobs container asks those three nodes for the group's primary
+    master_name = config_data(objs)["STOREFRONT_JOBS_BROKER_MASTER_NAME"]
+    assert list(our_containers(objs))
+    for workload, container in our_containers(objs):
+        settings = load_with(
+            monkeypatch, container_environment(objs, container, secret_data(renders["base"]))
+        )
+        assert settings.broker_url is not None
+        target = SentinelTarget.parse(settings.broker_url)
+        assert target.nodes == [(pod, SENTINEL_PORT) for pod in redis_pod_names(objs)], workload["metadata"]
+        assert settings.broker_master_name == master_name
+        # and waits for one of the two replicas after every write
+        assert settings.broker_min_replicas == 1
+    # And the Redis pods' start-up script monitors the same group
+    (init,) = group["spec"]["template"]["spec"]["initContainers"]
+    env = {var["name"]: var["valueFrom"] for var in init["env"]}
+    assert env["STOREFRONT_JOBS_BROKER_MASTER_NAME"]["configMapKeyRef"] == {
+        "name": CONFIGMAP,
+        "key": "STOREFRONT_JOBS_BROKER_MASTER_NAME",
+    }
+
+
+class StartScript:
+    """The Redis pods' start.sh from the rendered overlay, run here with a stand-in ``redis-cli``.
+
+    The stand-in answers ``SENTINEL get-master-addr-by-name`` for the pods in
+    ``answers`` and fails like an unreachable node for the others.
+    """
+
+    def __init__(self, objs: list[Obj], root: Path) -> None:
+        self.data = named(objs, "ConfigMap", "storefront-jobs-redis-config")["data"]
+        self.master_name = config_data(objs)["STOREFRONT_JOBS_BROKER_MASTER_NAME"]
+        self.pods = redis_pod_names(objs)
+        self.root = root
+        self.config = root / "config"
+        self.config.mkdir()
+        for key in ("redis.conf", "sentinel.conf", "start.sh"):
+            (self.config / key).write_text(self.data[key])
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        stub = self.bin / "redis-cli"
+        stub.write_text(
+            "#!/bin/sh\n"
+            "# redis-cli -h HOST -p PORT --raw SENTINEL get-master-addr-by-name NAME\n"
+            'answer="$STUB_ANSWERS/$2"\n'
+            '[ -f "$answer" ] || { echo "Could not connect to Redis at $2:$4" >&2; exit 1; }\n'
+            'cat "$answer"\n'
+        )
+        stub.chmod(0o755)
+
+    def run(self, ordinal: int, answers: dict[int, str]) -> Path:
+        """Start pod ``ordinal``: the directory with the redis.conf and sentinel.conf it wrote."""
+        run_dir = self.root / f"run-{ordinal}-{len(list(self.root.iterdir()))}"
+        run_dir.mkdir()
+        answer_dir = run_dir / "answers"
+        answer_dir.mkdir()
+        for node, text in answers.items():
+            (answer_dir / self.pods[node]).write_text(text)
+        environment = {
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+            "HOSTNAME": f"{REDIS_GROUP}-{ordinal}",
+            "POD_NAMESPACE": NAMESPACE,
+            "STOREFRONT_JOBS_BROKER_MASTER_NAME": self.master_name,
+            "STUB_ANSWERS": str(answer_dir),
+        }
+        subprocess.run(
+            ["sh", str(self.config / "start.sh"), str(self.config), str(run_dir)],
+            env=environment, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return run_dir
+
+
+def directives(conf: str, name: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in conf.splitlines() if line.split(None, 1)[:1] == [name]]
+
+
+@pytest.fixture
+def start_script(sentinel_overlay: list[Obj], tmp_path: Path) -> StartScript:
+    return StartScript(sentinel_overlay, tmp_path)
+
+
+def test_a_redis_pod_replicates_the_primary_the_sentinel_nodes_name(start_script: StartScript) -> None:
+    pods = start_script.pods
+    # When the group first starts and no node answers yet, pod 0 is the primary and the others replicate it
+    first = start_script.run(0, answers={})
+    assert directives((first / "redis.conf").read_text(), "replicaof") == []
+    second = start_script.run(1, answers={})
+    assert directives((second / "redis.conf").read_text(), "replicaof") == [f"{pods[0]} 6379"]
+    # When pod 0 comes back after a failover made pod 2 the primary, it replicates pod 2
+    after_failover = start_script.run(0, answers={1: f"{pods[2]}\n6379\n"})
+    assert directives((after_failover / "redis.conf").read_text(), "replicaof") == [f"{pods[2]} 6379"]
+    # A node that does not know the group, or answers an error, is passed over for the next one
+    passed_over = start_script.run(0, answers={1: "\n", 2: f"{pods[1]}\n6379\n"})
+    assert directives((passed_over / "redis.conf").read_text(), "replicaof") == [f"{pods[1]} 6379"]
+    refused = start_script.run(1, answers={0: "NOAUTH Authentication required.\n"})
+    assert directives((refused / "redis.conf").read_text(), "replicaof") == [f"{pods[0]} 6379"]
+    # And every server and node announces its stable name, and the nodes monitor the same primary
+    for run_dir, primary in ((first, pods[0]), (after_failover, pods[2])):
+        redis_conf, sentinel_conf = (
+            (run_dir / "redis.conf").read_text(),
+            (run_dir / "sentinel.conf").read_text(),
+        )
+        assert directives(redis_conf, "replica-announce-ip") == [pods[0]]
+        assert f"monitor {start_script.master_name} {primary} 6379 2" in directives(sentinel_conf, "sentinel")
+        assert f"announce-ip {pods[0]}" in directives(sentinel_conf, "sentinel")
+
+
+class ConfiguredRedis(EmbeddedRedis):
+    """A redis-server (or Sentinel node) on a file start.sh wrote, bound to loopback on a free port."""
+
+    def __init__(self, config: Path, data_dir: Path, *, sentinel: bool = False) -> None:
+        super().__init__(data_dir=data_dir)
+        self.config = config
+        self.sentinel = sentinel
+
+    def command(self) -> list[str]:
+        mode = ["--sentinel"] if self.sentinel else []
+        return [self.executable, str(self.config), *mode, "--port", str(self.port), "--bind", "127.0.0.1"]
+
+
+def on_loopback(conf: str, data_dir: Path, names: dict[str, str]) -> str:
+    """The file as this machine can run it: its own data directory, and pod names swapped for addresses."""
+    lines = [f"dir {data_dir}" if line.startswith("dir ") else line for line in conf.splitlines()]
+    text = "\n".join(lines) + "\n"
+    for name, address in names.items():
+        text = text.replace(name, address)
+    return text
+
+
+def test_the_files_start_script_writes_run_on_redis_server(start_script: StartScript, tmp_path: Path) -> None:
+    """The pod names do not resolve here: the node's file has the primary's name swapped for its address."""
+    primary_dir = start_script.run(0, answers={})
+    replica_dir = start_script.run(1, answers={})
+    folders = {name: tmp_path / name for name in ("primary", "replica", "sentinel")}
+    for folder in folders.values():
+        folder.mkdir()
+    primary_conf = folders["primary"] / "redis.conf"
+    primary_conf.write_text(on_loopback((primary_dir / "redis.conf").read_text(), folders["primary"], {}))
+    with ConfiguredRedis(primary_conf, folders["primary"]) as primary:
+        # The replica's own file, as written: it names pod 0, which does not resolve here
+        replica_conf = folders["replica"] / "redis.conf"
+        replica_conf.write_text(on_loopback((replica_dir / "redis.conf").read_text(), folders["replica"], {}))
+        with ConfiguredRedis(replica_conf, folders["replica"]) as replica:
+            info = redis.Redis(port=replica.port).info("replication")
+            assert (info["role"], info["master_host"]) == ("slave", start_script.pods[0])
+        node_conf = folders["sentinel"] / "sentinel.conf"
+        node_conf.write_text(
+            on_loopback(
+                (replica_dir / "sentinel.conf").read_text(),
+                folders["sentinel"],
+                {f"{start_script.pods[0]} 6379": f"127.0.0.1 {primary.port}"},
+            )
+        )
+        with ConfiguredRedis(node_conf, folders["sentinel"], sentinel=True) as node:
+            answer = redis.Redis(port=node.port).execute_command(
+                "SENTINEL", "get-master-addr-by-name", start_script.master_name
+            )
+            assert [part.decode() for part in answer] == ["127.0.0.1", str(primary.port)]
+
+
 # --- production hygiene --------------------------------------------------------------------------------
 
 
 def test_placeholders_are_marked_and_never_reach_production(renders: dict[str, list[Obj]]) -> None:
     assert all(value.count("CHANGE-ME") == 1 for value in secret_data(renders["base"]).values())
-    for overlay in ("production", "production-hpa"):
+    for overlay in PRODUCTION_OVERLAYS:
         objs = renders[overlay]
         assert not of_kind(objs, "Secret"), "the real Secret is created out of band"
         assert "CHANGE-ME" not in yaml.safe_dump_all(objs)
