@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from storefront_jobs.broker import clock, keys
+from storefront_jobs.broker import clock, keys, scripts
 from storefront_jobs.broker.accessors import active_request_count, processed_count
 from storefront_jobs.broker.fetch import reservation_from_options
 from storefront_jobs.worker.hooks import Hook, HookChain
@@ -145,7 +145,7 @@ class Heartbeat:
             lend_reserved=bool(self._reservation and self._reservation.lend),
             clock_offset_s=round(offset_s, 3),
         )
-        self._client.hset(keys.WORKERS, self._nodename, beat.encode())
+        scripts.HEARTBEAT(self._client, [keys.WORKERS], [self._nodename, beat.encode()])
 
     def _check_clock(self, offset_s: float) -> None:
         """Says so when this pool's clock starts or stops drifting from Redis's (not at every beat)."""

@@ -19,6 +19,7 @@ import redis
 
 from storefront_jobs import BrokerFullError, Priority, create_app, load_settings, priority_task
 from storefront_jobs.deadletter import store_for
+from storefront_jobs.worker.heartbeat import read_workers
 from tests.chaos.accounting import Ledger, account, assert_nothing_lost, publish, settle
 from tests.integration import jobs
 from tests.support.sentinel import PrimaryRedis
@@ -88,6 +89,8 @@ def test_a_full_redis_refuses_new_jobs_and_the_workers_drain_it(ledger: Ledger, 
         second = factory.start("DEFAULT", concurrency=2, settings=settings, wait=False)
         wait_until(lambda: " ready." in second.log_text() or second.proc.poll() is not None, timeout_s=90)
         assert second.proc.poll() is None, second.log_text()[-3000:]
+        # ...and is seen by health and the queues command: its heartbeat is written on the full Redis
+        wait_until(lambda: second.nodename in {beat.nodename for beat in read_workers(broker)})
 
         # Then every accepted job runs (the killed worker's after the visibility timeout), with Redis
         # still full and its maxmemory unchanged

@@ -12,8 +12,8 @@ exist before anything calls them.
 A script whose first line is a shebang (``#!lua flags=allow-oom``) keeps it
 first, before its pieces: Redis reads a script's flags only there. ``allow-oom``
 marks the scripts a full Redis must still run because they free or move memory
-rather than add it (a worker's steps on a message it holds, the DLQ's delete and
-trim; docs/reliability.md, "A full Redis"); the admission scripts are refused.
+rather than add it (a worker's steps on a message it holds, a pool's heartbeat,
+the DLQ's delete and trim; docs/reliability.md, "A full Redis"); the admission scripts are refused.
 
 A :class:`Script` is called one way, ``SCRIPT(client, keys, args)``: Redis
 names a loaded script by the SHA-1 of its text, so the call is ``EVALSHA``;
@@ -225,6 +225,8 @@ ACK = load("ack")
 RESTORE = load("restore")
 #: A message kombu's own BRPOP took, recorded as unacknowledged on Redis's clock (broker.qos).
 RECORD_UNACKED = load("record_unacked")
+#: Heartbeat.beat: a pool's beat written, on a full Redis too (the pools draining it stay visible).
+HEARTBEAT = load("heartbeat")
 #: A fair share per tenant (storefront_jobs.broker.tenants): a tenant's first publish (checked and
 #: counted) and retry onto its list in the lane, and the purge of a lane's tenant lists.
 TENANT_ADMIT_AND_PUSH = load("tenants/admit_and_push")
