@@ -19,7 +19,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench.harness import POLL_S, UNACKED, Run, reset_broker, round_order, wait_for
+from bench.harness import (
+    POLL_S,
+    QUIET_POLL_S,
+    UNACKED,
+    Run,
+    command_costs,
+    reset_broker,
+    round_order,
+    wait_for,
+)
 from bench.procs import Worker, processed_count, start_worker, wait_ready
 
 
@@ -84,6 +93,8 @@ class DrainSample:
     rate: float  # jobs per second, wall clock
     worker_cpu_us: float  # CPU microseconds per job: pool main process + pool processes
     redis_cpu_us: float  # CPU microseconds per job of the (private) redis-server
+    #: With ``count_commands``: Redis's calls and microseconds per command, from release to drained.
+    commands: dict[str, tuple[int, float]] | None = None
 
 
 def redis_cpu_s(run: Run) -> float:
@@ -91,8 +102,14 @@ def redis_cpu_s(run: Run) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def drain_once(run: Run, case: DrainCase, n: int | None = None) -> DrainSample:
-    """One pool, alone, draining ``n`` (default ``--jobs``) pre-loaded no-op calls; rates are per call."""
+def drain_once(
+    run: Run, case: DrainCase, n: int | None = None, *, count_commands: bool = False
+) -> DrainSample:
+    """One pool, alone, draining ``n`` (default ``--jobs``) pre-loaded no-op calls; rates are per call.
+
+    ``count_commands``: reset Redis's command statistics at the release and read
+    them once drained, polling slowly so that the poll hardly counts.
+    """
     n = run.args.jobs if n is None else n
     assert n is not None
     messages = case.messages(n)
@@ -109,9 +126,12 @@ def drain_once(run: Run, case: DrainCase, n: int | None = None) -> DrainSample:
             return not any(pipe.execute())
 
         wait_ready(run.control, worker)
+        if count_commands:
+            run.client.config_resetstat()
         cpu0, redis0 = worker.cpu_s(), redis_cpu_s(run)
         t0 = _release(run, [case])
-        t1 = wait_for(drained, 600, f"{case.queue} to drain")
+        t1 = wait_for(drained, 600, f"{case.queue} to drain", QUIET_POLL_S if count_commands else POLL_S)
+        commands = command_costs(run.client) if count_commands else None
         done = processed_count(run.control, worker)
         if done is not None and done < messages:
             # kombu records a message in `unacked` just after BRPOP pops it: for an instant
@@ -123,7 +143,7 @@ def drain_once(run: Run, case: DrainCase, n: int | None = None) -> DrainSample:
             raise RuntimeError(f"worker reports {done} messages processed, expected {messages}")
     finally:
         worker.stop()
-    return DrainSample(n / (t1 - t0), (cpu1 - cpu0) / n * 1e6, (redis1 - redis0) / n * 1e6)
+    return DrainSample(n / (t1 - t0), (cpu1 - cpu0) / n * 1e6, (redis1 - redis0) / n * 1e6, commands)
 
 
 def bench_drain(run: Run) -> dict[str, dict[str, list[float]]]:

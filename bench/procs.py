@@ -94,12 +94,21 @@ class Children:
 class Producer:
     """A ``bench.producer`` process, driven one JSON command at a time."""
 
-    def __init__(self, children: Children, kind: str, broker_url: str) -> None:
+    def __init__(
+        self,
+        children: Children,
+        kind: str,
+        broker_url: str,
+        *,
+        settings: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """``settings``: extra STOREFRONT_JOBS_* of a storefront producer; ``name`` its log's name."""
         self.kind = kind
         self._proc = children.spawn(
             [sys.executable, "-m", "bench.producer", kind],
-            child_env(broker_url, kind),
-            f"producer-{kind}.log",
+            child_env(broker_url, kind, **(settings or {})),
+            f"producer-{name or kind}.log",
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
