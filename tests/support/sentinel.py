@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from storefront_jobs.embedded import EmbeddedRedis
+from tests.support.delayed_link import DelayedLink
 
 MASTER_NAME = "storefront"
 #: ``sentinel``: the session's broker is a :class:`SentinelBroker` (tests/conftest.py).
@@ -75,7 +76,17 @@ class SentinelNode(EmbeddedRedis):
 class SentinelCluster:
     """The primary, its replicas and three Sentinel nodes, started in that order and stopped together."""
 
-    def __init__(self, root: Path, *, replicas: int = 2, primary_extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        replicas: int = 2,
+        primary_extra: tuple[str, ...] = (),
+        replica_link_delay_s: float = 0.0,
+    ) -> None:
+        """``replica_link_delay_s``: the replicas reach the first primary through a link that delivers
+        every byte that late (:class:`DelayedLink`), as over a slower network than loopback."""
+
         def folder(name: str) -> Path:
             path = root / name
             path.mkdir(parents=True, exist_ok=True)
@@ -83,7 +94,9 @@ class SentinelCluster:
 
         self.servers: list[EmbeddedRedis] = [PrimaryRedis(folder("redis-0"), extra=primary_extra)]
         primary_port = self.servers[0].port
-        self.servers += [ReplicaRedis(primary_port, folder(f"redis-{n}")) for n in range(1, replicas + 1)]
+        self.link = DelayedLink(primary_port, replica_link_delay_s) if replica_link_delay_s else None
+        upstream = self.link.port if self.link else primary_port
+        self.servers += [ReplicaRedis(upstream, folder(f"redis-{n}")) for n in range(1, replicas + 1)]
         self.nodes = [SentinelNode(primary_port, folder(f"sentinel-{n}")) for n in range(3)]
 
     @property
@@ -96,6 +109,8 @@ class SentinelCluster:
         return {"STOREFRONT_JOBS_BROKER_MASTER_NAME": MASTER_NAME}
 
     def start(self) -> SentinelCluster:
+        if self.link is not None:
+            self.link.start()
         for server in self.servers:
             server.start()
         for node in self.nodes:
@@ -174,6 +189,8 @@ class SentinelCluster:
     def close(self) -> None:
         for process in [*self.nodes, *self.servers]:
             process.close()
+        if self.link is not None:
+            self.link.close()
 
 
 class SentinelBroker:
