@@ -13,6 +13,7 @@ environment with the candidate version (docs/architecture.md, "Upgrading kombu")
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -66,14 +67,18 @@ def _starred(parameter: inspect.Parameter) -> str:
 def assigned_by(cls: type, name: str) -> bool:
     """Whether a class of ``cls``'s MRO sets ``self.<name>`` in its source (an instance attribute)."""
     pattern = re.compile(rf"self\.{name}\s*=(?!=)|self\.__dict__\[['\"]{name}['\"]\]\s*=")
-    for klass in cls.__mro__[:-1]:
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        if pattern.search(source):
-            return True
-    return False
+    return any(
+        (source := _class_source(klass)) is not None and pattern.search(source) for klass in cls.__mro__[:-1]
+    )
+
+
+@functools.cache
+def _class_source(klass: type) -> str | None:
+    """A class's source, read once: ``inspect.getsource`` parses the class's whole module at every call."""
+    try:
+        return inspect.getsource(klass)
+    except (OSError, TypeError):
+        return None
 
 
 def _comparable(value: object) -> object:
