@@ -86,6 +86,9 @@ def default_hooks(settings: Settings) -> list[Hook]:
 class StorefrontCelery(Celery):
     """A Celery app that knows its storefront settings, lane capacities and hooks."""
 
+    #: Its broker connections keep the storefront transport when they fail over to the next URL.
+    amqp_cls = "storefront_jobs.broker.connection:StorefrontAMQP"
+
     def __init__(
         self, settings: Settings, *args: Any, hooks: list[Hook] | None = None, **kwargs: Any
     ) -> None:

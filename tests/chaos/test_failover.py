@@ -79,7 +79,7 @@ def test_a_failover_under_load(
         # When the primary is killed (SIGKILL) and Sentinel promotes a replica
         old_port = cluster.kill_primary()
         killed_at = time.monotonic()
-        new_port = cluster.wait_for_new_primary(old_port)
+        cluster.wait_for_new_primary(old_port)
         promoted_s = time.monotonic() - killed_at
         # ...and the producer has had as many jobs again accepted by the new primary
         first_after = len(producer.answers())
@@ -87,7 +87,9 @@ def test_a_failover_under_load(
         ledger.client.set(stop, 1)
         producer.wait()
         acknowledged, refused = producer.acknowledged(), producer.refused()
-        broker = redis.Redis(port=new_port)
+        # (A loaded machine can make the nodes fail over twice: follow the primary they name now.)
+        primary_port = cluster.primary_port()
+        broker = redis.Redis(port=primary_port)
         settle(ledger, store_for(app), broker, acknowledged, timeout_s=120)
 
         # Then the same pool ran the jobs accepted after the failover, health names the new primary
@@ -111,7 +113,7 @@ def test_a_failover_under_load(
         publish(outcome, tmp_path)
         assert worker.proc.poll() is None, worker.log_text()[-3000:]
         assert set(ledger.runs()) >= set(accepted_since(producer, first_after)), outcome.summary()
-        assert (status, body["broker"]["primary"]) == (200, f"127.0.0.1:{new_port}")
+        assert (status, body["broker"]["primary"]) == (200, f"127.0.0.1:{primary_port}")
         assert set(outcome.refused_errors) <= FAILOVER_ERRORS, outcome.summary()
         assert outcome.unexpected == 0, outcome.summary()
         if min_replicas:
