@@ -175,7 +175,10 @@ def record_from_failure(failure: JobFailure, attempts: list[AttemptError]) -> De
     final = AttemptError(
         attempt=failure.attempt, type=failure.error_type, message=failure.error_message, at=failure.failed_at
     )
-    errors = [a for a in attempts if a.attempt < failure.attempt] + [final]
+    # Oldest first by attempt, not by arrival: under load a retry can fail and record its error
+    # before the pool process of the attempt before it has recorded its own.
+    earlier = sorted((a for a in attempts if a.attempt < failure.attempt), key=lambda a: a.attempt)
+    errors = [*earlier, final]
     # Only the headers a resend needs: the rest (attempt, enqueuedAt) belong to this execution.
     resend_headers = {
         k: v

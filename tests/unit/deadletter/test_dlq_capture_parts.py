@@ -41,6 +41,17 @@ def failure(**changes: object) -> JobFailure:
     return JobFailure(**fields)  # type: ignore[arg-type]
 
 
+def test_the_attempts_are_oldest_first_whatever_order_they_were_recorded_in() -> None:
+    # A busy pool: attempt 2 failed and recorded its error before attempt 1's process recorded its own.
+    recorded = [
+        AttemptError(attempt=n, type="TimeoutError", message=f"try {n}", at=T0 - 3 + n) for n in (2, 1)
+    ]
+
+    record = record_from_failure(failure(), recorded)
+
+    assert [e.attempt for e in record.errors] == [1, 2, 3]
+
+
 def test_the_record_carries_every_attempt_and_what_a_resend_needs() -> None:
     earlier = [
         AttemptError(attempt=n, type="TimeoutError", message=f"try {n}", at=T0 - 3 + n) for n in (1, 2)
