@@ -25,7 +25,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -89,7 +89,7 @@ def admit_and_push(
     priority = _priority(lane)
     envelope.stamp_lane_entry(message, time.time())
     script_keys, args = admission_call(priority, capacity, counter_field(priority, message))
-    with _refused(f"enqueue {_task(message)} into lane {lane!r}", _job_id(message)):
+    with _refused(lambda: _enqueue_of(message, lane), lambda: _job_id(message)):
         # The held connection's fallback sends a call again on another connection, where a WAIT
         # would not see the write: with replicas awaited, the write and its WAIT share one connection.
         if held is not None and tenant is None and not quorum.wanted:
@@ -111,8 +111,7 @@ def admit_and_push(
                 )
             depth = depth_or_refuse(reply, lane, capacity)
             if quorum.wanted:
-                doing = f"enqueue {_task(message)} into lane {lane!r}"
-                replicas.confirm(one, quorum, "enqueue", doing, _job_id(message))
+                replicas.confirm(one, quorum, "enqueue", _enqueue_of(message, lane), _job_id(message))
         return depth
 
 
@@ -189,7 +188,7 @@ def admit_and_push_many(
         envelope.stamp_lane_entry(message, now_s)
     script_keys, args = admission_call(priority, capacity, counter_field(priority, messages[0]))
     doing = f"enqueue {len(messages)} jobs of {_task(messages[0])} into lane {lane!r}"
-    with _refused(doing, None), replicas.one_connection(client, quorum) as one:
+    with _refused(lambda: doing, lambda: None), replicas.one_connection(client, quorum) as one:
         reply = scripts.ADMIT_AND_PUSH_MANY(
             one,
             [*script_keys, lane, keys.doorbell(lane)],
@@ -201,7 +200,7 @@ def admit_and_push_many(
 
 
 @contextlib.contextmanager
-def _refused(doing: str, job_id: str | None) -> Iterator[None]:
+def _refused(doing: Callable[[], str], job_id: Callable[[], str | None]) -> Iterator[None]:
     """A publish Redis refuses ends in a documented error, not in redis-py's error naming a Lua line.
 
     A full Redis refuses the admission scripts (they are not ``allow-oom``):
@@ -213,16 +212,22 @@ def _refused(doing: str, job_id: str | None) -> Iterator[None]:
     try:
         yield
     except OutOfMemoryError:
-        raise BrokerFullError(doing) from None
+        raise BrokerFullError(doing()) from None
     except redis.ResponseError as exc:
         if not str(exc).startswith(NO_REPLICAS):
             raise
+        refused_id = job_id()
         raise BrokerUnavailableError(
-            f"cannot {doing}: the primary refuses writes while fewer replicas are connected than its "
-            f"min-replicas-to-write ({exc}); {f'job {job_id} was' if job_id else 'the jobs were'} "
+            f"cannot {doing()}: the primary refuses writes while fewer replicas are connected than its "
+            f"min-replicas-to-write ({exc}); {f'job {refused_id} was' if refused_id else 'the jobs were'} "
             "not enqueued: send again once the replicas are back",
             maybe_sent=False,
         ) from exc
+
+
+def _enqueue_of(message: Mapping[str, Any], lane: str) -> str:
+    """What a first publish was doing, for its error (built only when there is one)."""
+    return f"enqueue {_task(message)} into lane {lane!r}"
 
 
 def _task(message: Mapping[str, Any]) -> str:
