@@ -30,7 +30,6 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import redis
 from celery import Celery
@@ -181,29 +180,27 @@ def _per_job(commands: dict[str, tuple[int, float]], n: int) -> tuple[float, str
     return total, f"{shown}; WAIT {waits / n:.2f} per job"
 
 
+def _rate_lines(phase: dict[str, dict[str, list[float]]], title: str, per: str) -> list[str]:
+    """One phase's medians: each label's rate against bare Celery's and the primary's CPU, then 1 / 0."""
+    rates = {label: statistics.median(v) for label, v in phase["rate"].items()}
+    lines = [title]
+    for label, name in TITLES.items():
+        cpu = statistics.median(phase["redis_cpu_us"][label])
+        lines.append(
+            f"   {name:24s} {rates[label]:7.0f} jobs/s {rates[label] / rates['bare']:5.2f}x bare,"
+            f" primary CPU {cpu:5.1f} us/{per}"
+        )
+    lines.append(f"   BROKER_MIN_REPLICAS=1 / 0: {rates['min_replicas_1'] / rates['min_replicas_0']:.2f}x")
+    return lines
+
+
 def render(run: Run) -> str:
     enqueue, processing, cost = (run.results[k] for k in ("enqueue", "processing", "cost"))
-    rounds = run.args.rounds
-    lines = [f"1. Enqueue, one producer each, {rounds} interleaved rounds (medians)"]
-    rates = {label: statistics.median(v) for label, v in enqueue["rate"].items()}
-    for label, title in TITLES.items():
-        cpu = statistics.median(enqueue["redis_cpu_us"][label])
-        lines.append(
-            f"   {title:24s} {rates[label]:7.0f} jobs/s {rates[label] / rates['bare']:5.2f}x bare,"
-            f" primary CPU {cpu:5.1f} us/enqueue"
-        )
-    ratio = rates["min_replicas_1"] / rates["min_replicas_0"]
-    lines.append(f"   BROKER_MIN_REPLICAS=1 / 0: {ratio:.2f}x")
-    lines.append(f"2. Processing no-op jobs, prefork -c 2, {rounds} interleaved rounds (medians)")
-    rates = {label: statistics.median(v) for label, v in processing["rate"].items()}
-    for label, title in TITLES.items():
-        cpu = statistics.median(processing["redis_cpu_us"][label])
-        lines.append(
-            f"   {title:24s} {rates[label]:7.0f} jobs/s {rates[label] / rates['bare']:5.2f}x bare,"
-            f" primary CPU {cpu:5.1f} us/job"
-        )
-    ratio = rates["min_replicas_1"] / rates["min_replicas_0"]
-    lines.append(f"   BROKER_MIN_REPLICAS=1 / 0: {ratio:.2f}x")
+    medians = f"{run.args.rounds} interleaved rounds (medians)"
+    lines = [
+        *_rate_lines(enqueue, f"1. Enqueue, one producer each, {medians}", "enqueue"),
+        *_rate_lines(processing, f"2. Processing no-op jobs, prefork -c 2, {medians}", "job"),
+    ]
     n = run.args.jobs
     lines.append(f"3. Redis's command time per job (INFO commandstats, {n} jobs, one sample each)")
     for label in PRODUCERS:
@@ -232,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"machine: {run.results['machine']}")
     print(render(run))
-    print(f"\nraw samples and worker logs: {Path(run.children.log_dir).relative_to(REPO_ROOT)}")
+    print(f"\nraw samples and worker logs: {run.children.log_dir.relative_to(REPO_ROOT)}")
     return 0
 
 
